@@ -1,0 +1,5 @@
+"""Multi-scale deformable attention op (torch only)."""
+from .ms_deform_attn import extension_status, multi_scale_deformable_attn
+from .reference import multi_scale_deformable_attn_pytorch
+
+__all__ = ['multi_scale_deformable_attn', 'multi_scale_deformable_attn_pytorch', 'extension_status']

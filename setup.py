@@ -1,0 +1,37 @@
+"""Builds mmddetr and its extension ``mmddetr._C`` from ``ops/``.
+
+The C++ CPU kernels are always built. The CUDA kernels are added when a CUDA build of torch and a CUDA toolkit are
+present, or when ``FORCE_CUDA=1`` (e.g. on a build machine without a GPU); ``TORCH_CUDA_ARCH_LIST`` picks the
+architectures as for any torch extension.
+"""
+import glob
+import os
+
+import torch
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+
+def extension():
+    sources = sorted(glob.glob('ops/*.cpp') + glob.glob('ops/cpu/*.cpp'))
+    cxx = ['-O3', '-fopenmp-simd']
+    with_cuda = os.getenv('FORCE_CUDA', '0') == '1' or (torch.version.cuda is not None and CUDA_HOME is not None)
+    if not with_cuda:
+        return CppExtension('mmddetr._C', sources, extra_compile_args={'cxx': cxx})
+    nvcc = ['-O3', '--expt-relaxed-constexpr', '-D__CUDA_NO_HALF_OPERATORS__', '-D__CUDA_NO_HALF_CONVERSIONS__',
+            '-D__CUDA_NO_BFLOAT16_CONVERSIONS__', '-D__CUDA_NO_HALF2_OPERATORS__']
+    return CUDAExtension('mmddetr._C', sources + sorted(glob.glob('ops/cuda/*.cu')),
+                         extra_compile_args={'cxx': cxx, 'nvcc': nvcc})
+
+
+setup(
+    name='mmddetr',
+    version='0.1.0',
+    description='Deformable DETR for MMDetection 3.x with a fast multi-scale deformable attention op',
+    packages=find_packages(include=['mmddetr', 'mmddetr.*']),
+    python_requires='>=3.8',
+    install_requires=['torch', 'mmengine>=0.10.0', 'mmcv>=2.0.0,<2.2.0', 'mmdet>=3.3.0', 'pycocotools', 'scipy'],
+    ext_modules=[extension()],
+    cmdclass={'build_ext': BuildExtension},
+    zip_safe=False,
+)
