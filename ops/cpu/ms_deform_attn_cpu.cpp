@@ -1,173 +1,238 @@
 // CPU kernels of multi-scale deformable attention (forward and backward).
 //
 // Sampling follows grid_sample(align_corners=False, padding_mode='zeros'): pixel = loc * size - 0.5, corners outside
-// the map read 0. Every sample's four corners are combined in one pass over the head's channels, missing corners
-// pointing at a zero row (reads) and a scratch row (gradient writes), so the channel loops have no branches and
-// vectorise (`omp simd`, compiled with -fopenmp-simd). Accumulation is in opmath_t (float, or double for double).
+// the map read 0. Work is done per (b, query, head) item in two vectorised passes:
+//   1. geometry of the item's num_levels * num_points samples (corner pixels and bilinear weights), SIMD over samples;
+//   2. one fused pass over the head's channels per sample, SIMD over channels; missing corners point at a zero row
+//      (reads) and a scratch row (gradient writes), so the channel loop has no branches.
+// The range functions are cloned for x86-64-v3 (AVX2 + FMA) and baseline x86-64 and picked at load time.
+// Accumulation is in opmath_t (float for float16/bfloat16/float32, double for float64).
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "../ms_deform_attn.h"
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MMDDETR_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define MMDDETR_CPU_CLONES
+#endif
+// Helpers of the range functions are forced inline so that each clone compiles them for its own target.
+#define MMDDETR_INLINE inline __attribute__((always_inline))
+
 namespace mmddetr {
 namespace {
 
-struct Geometry {
-  int64_t batch, num_keys, num_heads, head_dims, num_queries, num_levels, num_points;
-  std::vector<int64_t> height, width, start;  // per level
+// Sizes of one call, and per sample s = level * num_points + point the size and first key of its level.
+template <typename opmath_t>
+struct Problem {
+  int64_t batch, num_keys, num_heads, head_dims, num_queries, num_samples;
+  const opmath_t* width;   // (num_samples,)
+  const opmath_t* height;  // (num_samples,)
+  const int32_t* width_i;  // (num_samples,)
+  const int64_t* start;    // (num_samples,) first key of the sample's level
 };
 
-Geometry geometry(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
-                  const at::Tensor& sampling_locations) {
-  Geometry g{value.size(0), value.size(1), value.size(2), value.size(3), sampling_locations.size(1),
-             sampling_locations.size(3), sampling_locations.size(4)};
-  const auto shapes = spatial_shapes.accessor<int64_t, 2>();
-  const auto starts = level_start_index.accessor<int64_t, 1>();
-  int64_t total = 0;
-  for (int64_t l = 0; l < g.num_levels; ++l) {
-    TORCH_CHECK_VALUE(shapes[l][0] > 0 && shapes[l][1] > 0, "spatial_shapes: level ", l,
-                      " must have positive (H, W), got (", shapes[l][0], ", ", shapes[l][1], ")");
-    TORCH_CHECK_VALUE(starts[l] == total, "level_start_index: expected ", total, " at level ", l,
-                      " (cumulative H*W of spatial_shapes), got ", starts[l]);
-    g.height.push_back(shapes[l][0]);
-    g.width.push_back(shapes[l][1]);
-    g.start.push_back(total);
-    total += shapes[l][0] * shapes[l][1];
-  }
-  TORCH_CHECK_VALUE(total == g.num_keys, "spatial_shapes: sum of H*W is ", total, " but value has ", g.num_keys,
-                    " keys (dim 1)");
-  return g;
-}
+// Per-level sizes repeated for every point of the level, with the checks a direct torch.ops call relies on.
+struct LevelTable {
+  std::vector<int32_t> width_i, height_i;
+  std::vector<int64_t> start;
 
-// Corner rows and bilinear weights of one sampling point on a (height, width) map whose pixel (0, 0) is `level`;
-// `stride` is the distance between two pixels. Returns false when the point lies wholly outside the map.
-template <typename scalar_t, typename opmath_t>
-struct Corners {
-  const scalar_t* row[4];
-  int64_t offset[4];  // of each row from `level`, -1 when outside the map
-  opmath_t weight[4];
-  opmath_t lx, ly;
-
-  bool set(const scalar_t* level, int64_t stride, int64_t height, int64_t width, opmath_t loc_x, opmath_t loc_y,
-           const scalar_t* zeros) {
-    const opmath_t x = loc_x * width - opmath_t(0.5), y = loc_y * height - opmath_t(0.5);
-    if (!(x > -1 && y > -1 && x < width && y < height)) return false;  // also rejects NaN
-    const int64_t x0 = static_cast<int64_t>(std::floor(x)), y0 = static_cast<int64_t>(std::floor(y));
-    lx = x - x0;
-    ly = y - y0;
-    const opmath_t hx = 1 - lx, hy = 1 - ly;
-    const int64_t xs[4] = {x0, x0 + 1, x0, x0 + 1}, ys[4] = {y0, y0, y0 + 1, y0 + 1};
-    const opmath_t ws[4] = {hy * hx, hy * lx, ly * hx, ly * lx};
-    for (int i = 0; i < 4; ++i) {
-      const bool inside = xs[i] >= 0 && ys[i] >= 0 && xs[i] < width && ys[i] < height;
-      offset[i] = inside ? (ys[i] * width + xs[i]) * stride : -1;
-      row[i] = inside ? level + offset[i] : zeros;
-      weight[i] = ws[i];
+  LevelTable(const at::Tensor& spatial_shapes, const at::Tensor& level_start_index, int64_t num_keys,
+             int64_t num_points) {
+    const auto shapes = spatial_shapes.accessor<int64_t, 2>();
+    const auto starts = level_start_index.accessor<int64_t, 1>();
+    int64_t total = 0;
+    for (int64_t l = 0; l < shapes.size(0); ++l) {
+      const int64_t h = shapes[l][0], w = shapes[l][1];
+      TORCH_CHECK_VALUE(h > 0 && w > 0, "spatial_shapes: level ", l, " must have positive (H, W), got (", h, ", ",
+                        w, ")");
+      TORCH_CHECK_VALUE(h * w <= INT32_MAX, "spatial_shapes: level ", l, " has ", h * w,
+                        " pixels; at most 2^31 - 1 per level are supported");
+      TORCH_CHECK_VALUE(starts[l] == total, "level_start_index: expected ", total, " at level ", l,
+                        " (cumulative H*W of spatial_shapes), got ", starts[l]);
+      for (int64_t p = 0; p < num_points; ++p) {
+        width_i.push_back(static_cast<int32_t>(w));
+        height_i.push_back(static_cast<int32_t>(h));
+        start.push_back(total);
+      }
+      total += h * w;
     }
-    return true;
+    TORCH_CHECK_VALUE(total == num_keys, "spatial_shapes: sum of H*W is ", total, " but value has ", num_keys,
+                      " keys (dim 1)");
   }
 };
 
-template <typename scalar_t>
-void forward_kernel(const Geometry& g, const scalar_t* value, const at::opmath_type<scalar_t>* loc,
-                    const at::opmath_type<scalar_t>* attn, scalar_t* out) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t D = g.head_dims, stride = g.num_heads * D, LP = g.num_levels * g.num_points;
-  const int64_t items = g.batch * g.num_queries * g.num_heads;  // one item = (b, q, h)
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, LP * D));
-  at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> zeros(D, scalar_t(0));
-    std::vector<opmath_t> acc(D);
-    Corners<scalar_t, opmath_t> c;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t h = item % g.num_heads, b = item / (g.num_heads * g.num_queries);
-      const opmath_t* item_loc = loc + item * LP * 2;
-      const opmath_t* item_attn = attn + item * LP;
-      std::fill(acc.begin(), acc.end(), opmath_t(0));
-      for (int64_t l = 0; l < g.num_levels; ++l) {
-        const scalar_t* level = value + ((b * g.num_keys + g.start[l]) * g.num_heads + h) * D;
-        for (int64_t p = 0; p < g.num_points; ++p) {
-          const int64_t lp = l * g.num_points + p;
-          if (!c.set(level, stride, g.height[l], g.width[l], item_loc[2 * lp], item_loc[2 * lp + 1], zeros.data()))
-            continue;
-          const opmath_t a = item_attn[lp];
-          const opmath_t w0 = a * c.weight[0], w1 = a * c.weight[1], w2 = a * c.weight[2], w3 = a * c.weight[3];
-          const scalar_t *r0 = c.row[0], *r1 = c.row[1], *r2 = c.row[2], *r3 = c.row[3];
-          opmath_t* acc_p = acc.data();
+// Geometry of the samples of one item, structure of arrays over samples.
+template <typename opmath_t>
+struct Samples {
+  int32_t* pixel[4];    // y * W + x of each corner within its level, -1 when outside the map
+  opmath_t* weight[4];  // bilinear weight of each corner
+  opmath_t* lx;         // fractional x and y
+  opmath_t* ly;
+};
+
+template <typename opmath_t>
+MMDDETR_INLINE void sample_geometry(const Problem<opmath_t>& pb, const opmath_t* loc, const Samples<opmath_t>& out) {
+  const opmath_t *width = pb.width, *height = pb.height;
+  const int32_t* width_i = pb.width_i;
+  int32_t *p0 = out.pixel[0], *p1 = out.pixel[1], *p2 = out.pixel[2], *p3 = out.pixel[3];
+  opmath_t *w0 = out.weight[0], *w1 = out.weight[1], *w2 = out.weight[2], *w3 = out.weight[3];
+  opmath_t *lx_out = out.lx, *ly_out = out.ly;
 #pragma omp simd
-          for (int64_t d = 0; d < D; ++d) {
-            acc_p[d] += w0 * opmath_t(r0[d]) + w1 * opmath_t(r1[d]) + w2 * opmath_t(r2[d]) + w3 * opmath_t(r3[d]);
-          }
-        }
-      }
-      std::copy(acc.begin(), acc.end(), out + item * D);
-    }
-  });
+  for (int64_t s = 0; s < pb.num_samples; ++s) {
+    const opmath_t x_raw = loc[2 * s] * width[s] - opmath_t(0.5), y_raw = loc[2 * s + 1] * height[s] - opmath_t(0.5);
+    const bool inside = x_raw > -1 && y_raw > -1 && x_raw < width[s] && y_raw < height[s];  // false for NaN
+    const opmath_t x = inside ? x_raw : opmath_t(-2), y = inside ? y_raw : opmath_t(-2);  // -2: no corner inside
+    const int32_t x0 = static_cast<int32_t>(x + 2) - 2, y0 = static_cast<int32_t>(y + 2) - 2;  // floor, x >= -2
+    const opmath_t lx = x - x0, ly = y - y0;
+    const bool x0_in = x0 >= 0, x1_in = x0 + 1 >= 0 && x0 + 1 < width[s];
+    const bool y0_in = y0 >= 0, y1_in = y0 + 1 >= 0 && y0 + 1 < height[s];
+    const int32_t pixel = y0 * width_i[s] + x0;
+    p0[s] = x0_in && y0_in ? pixel : -1;
+    p1[s] = x1_in && y0_in ? pixel + 1 : -1;
+    p2[s] = x0_in && y1_in ? pixel + width_i[s] : -1;
+    p3[s] = x1_in && y1_in ? pixel + width_i[s] + 1 : -1;
+    w0[s] = (1 - ly) * (1 - lx);
+    w1[s] = (1 - ly) * lx;
+    w2[s] = ly * (1 - lx);
+    w3[s] = ly * lx;
+    lx_out[s] = lx;
+    ly_out[s] = ly;
+  }
 }
 
-// Gradients are written in parallel over (split, b, h): each task owns one head's slice of its split's
-// grad_value buffer, so no two threads ever add to the same element.
+// Rows of the four corners of sample s of the head whose first key row is `head`; missing corners read `zeros`.
+template <typename T, typename Z>
+MMDDETR_INLINE void corner_rows(const int32_t* const pixel[4], int64_t s, T* level, int64_t stride, Z* zeros, Z* rows[4]) {
+  for (int i = 0; i < 4; ++i) rows[i] = pixel[i][s] < 0 ? zeros : level + pixel[i][s] * stride;
+}
+
+// Forward of items [begin, end) in (b, head, query) order; scratch: 4 * num_samples int32, 6 * num_samples + head_dims opmath_t.
 template <typename scalar_t>
-void backward_kernel(const Geometry& g, int64_t splits, const scalar_t* value, const at::opmath_type<scalar_t>* loc,
-                     const at::opmath_type<scalar_t>* attn, const scalar_t* grad_out,
-                     at::opmath_type<scalar_t>* grad_value, at::opmath_type<scalar_t>* grad_loc,
-                     at::opmath_type<scalar_t>* grad_attn) {
+MMDDETR_CPU_CLONES void forward_range(const Problem<at::opmath_type<scalar_t>>& pb, const scalar_t* value,
+                                      const at::opmath_type<scalar_t>* loc, const at::opmath_type<scalar_t>* attn,
+                                      scalar_t* out, int64_t begin, int64_t end, const scalar_t* zeros,
+                                      const Samples<at::opmath_type<scalar_t>>& smp, at::opmath_type<scalar_t>* acc) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t D = g.head_dims, stride = g.num_heads * D, LP = g.num_levels * g.num_points;
-  const int64_t split_size = g.batch * g.num_keys * stride, queries_per_split = (g.num_queries + splits - 1) / splits;
-  at::parallel_for(0, splits * g.batch * g.num_heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> zeros(D, scalar_t(0));
-    std::vector<opmath_t> scratch(D), go(D);
-    Corners<scalar_t, opmath_t> c;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t h = task % g.num_heads, b = (task / g.num_heads) % g.batch, s = task / (g.num_heads * g.batch);
-      const int64_t q_end = std::min(g.num_queries, (s + 1) * queries_per_split);
-      for (int64_t q = s * queries_per_split; q < q_end; ++q) {
-        const int64_t item = (b * g.num_queries + q) * g.num_heads + h;
-        const opmath_t* item_loc = loc + item * LP * 2;
-        const opmath_t* item_attn = attn + item * LP;
-        for (int64_t d = 0; d < D; ++d) go[d] = opmath_t(grad_out[item * D + d]);
-        for (int64_t l = 0; l < g.num_levels; ++l) {
-          const int64_t level_offset = ((b * g.num_keys + g.start[l]) * g.num_heads + h) * D;
-          opmath_t* grad_level = grad_value + s * split_size + level_offset;
-          for (int64_t p = 0; p < g.num_points; ++p) {
-            const int64_t lp = l * g.num_points + p;
-            if (!c.set(value + level_offset, stride, g.height[l], g.width[l], item_loc[2 * lp], item_loc[2 * lp + 1],
-                       zeros.data()))
-              continue;
-            const opmath_t a = item_attn[lp], lx = c.lx, ly = c.ly, hx = 1 - lx, hy = 1 - ly;
-            const opmath_t w0 = c.weight[0], w1 = c.weight[1], w2 = c.weight[2], w3 = c.weight[3];
-            const scalar_t *r0 = c.row[0], *r1 = c.row[1], *r2 = c.row[2], *r3 = c.row[3];
-            opmath_t* gr[4];
-            for (int i = 0; i < 4; ++i) gr[i] = c.offset[i] < 0 ? scratch.data() : grad_level + c.offset[i];
-            opmath_t *g0 = gr[0], *g1 = gr[1], *g2 = gr[2], *g3 = gr[3];
-            const opmath_t* go_p = go.data();
-            opmath_t sum_attn = 0, sum_x = 0, sum_y = 0;
-#pragma omp simd reduction(+ : sum_attn, sum_x, sum_y)
-            for (int64_t d = 0; d < D; ++d) {
-              const opmath_t v0 = r0[d], v1 = r1[d], v2 = r2[d], v3 = r3[d], god = go_p[d];
-              sum_attn += god * (w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3);
-              sum_x += god * (hy * (v1 - v0) + ly * (v3 - v2));
-              sum_y += god * (hx * (v2 - v0) + lx * (v3 - v1));
-              const opmath_t ag = a * god;
-              g0[d] += w0 * ag;
-              g1[d] += w1 * ag;
-              g2[d] += w2 * ag;
-              g3[d] += w3 * ag;
-            }
-            grad_attn[item * LP + lp] = sum_attn;
-            grad_loc[(item * LP + lp) * 2] = a * sum_x * g.width[l];
-            grad_loc[(item * LP + lp) * 2 + 1] = a * sum_y * g.height[l];
-          }
-        }
+  const int64_t D = pb.head_dims, stride = pb.num_heads * D, S = pb.num_samples;
+  for (int64_t i = begin; i < end; ++i) {
+    // Heads outermost: the value rows one head samples around a band of queries stay in cache.
+    const int64_t q = i % pb.num_queries, h = (i / pb.num_queries) % pb.num_heads, b = i / (pb.num_queries * pb.num_heads);
+    const int64_t item = (b * pb.num_queries + q) * pb.num_heads + h;
+    const scalar_t* head = value + (b * pb.num_keys * pb.num_heads + h) * D;
+    sample_geometry(pb, loc + item * S * 2, smp);
+    const opmath_t* a = attn + item * S;
+    std::fill(acc, acc + D, opmath_t(0));
+    for (int64_t s = 0; s < S; ++s) {
+      if ((smp.pixel[0][s] & smp.pixel[1][s] & smp.pixel[2][s] & smp.pixel[3][s]) < 0) continue;  // all outside
+      const scalar_t* r[4];
+      corner_rows(smp.pixel, s, head + pb.start[s] * stride, stride, zeros, r);
+      const opmath_t w0 = a[s] * smp.weight[0][s], w1 = a[s] * smp.weight[1][s], w2 = a[s] * smp.weight[2][s],
+                     w3 = a[s] * smp.weight[3][s];
+      const scalar_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) {
+        acc[d] += w0 * opmath_t(r0[d]) + w1 * opmath_t(r1[d]) + w2 * opmath_t(r2[d]) + w3 * opmath_t(r3[d]);
       }
     }
-  });
+    std::copy(acc, acc + D, out + item * D);
+  }
 }
+
+// Backward of tasks [begin, end), a task being the queries of one split of one (b, h); each split adds into its own
+// grad_value buffer, so no two threads add to the same element.
+template <typename scalar_t>
+MMDDETR_CPU_CLONES void backward_range(const Problem<at::opmath_type<scalar_t>>& pb, int64_t splits,
+                                       const scalar_t* value, const at::opmath_type<scalar_t>* loc,
+                                       const at::opmath_type<scalar_t>* attn, const scalar_t* grad_out,
+                                       at::opmath_type<scalar_t>* grad_value, at::opmath_type<scalar_t>* grad_loc,
+                                       at::opmath_type<scalar_t>* grad_attn, int64_t begin, int64_t end,
+                                       const scalar_t* zeros, const Samples<at::opmath_type<scalar_t>>& smp,
+                                       at::opmath_type<scalar_t>* go, at::opmath_type<scalar_t>* sink) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t D = pb.head_dims, stride = pb.num_heads * D, S = pb.num_samples;
+  const int64_t split_size = pb.batch * pb.num_keys * stride, per_split = (pb.num_queries + splits - 1) / splits;
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t h = task % pb.num_heads, b = (task / pb.num_heads) % pb.batch, split = task / (pb.num_heads * pb.batch);
+    const int64_t head_offset = (b * pb.num_keys * pb.num_heads + h) * D;
+    opmath_t* grad_head = grad_value + split * split_size + head_offset;
+    for (int64_t q = split * per_split; q < std::min(pb.num_queries, (split + 1) * per_split); ++q) {
+      const int64_t item = (b * pb.num_queries + q) * pb.num_heads + h;
+      sample_geometry(pb, loc + item * S * 2, smp);
+      const opmath_t* a = attn + item * S;
+      for (int64_t d = 0; d < D; ++d) go[d] = opmath_t(grad_out[item * D + d]);
+      for (int64_t s = 0; s < S; ++s) {
+        if ((smp.pixel[0][s] & smp.pixel[1][s] & smp.pixel[2][s] & smp.pixel[3][s]) < 0) continue;
+        const scalar_t* r[4];
+        opmath_t* g[4];
+        corner_rows(smp.pixel, s, value + head_offset + pb.start[s] * stride, stride, zeros, r);
+        corner_rows(smp.pixel, s, grad_head + pb.start[s] * stride, stride, sink, g);
+        const scalar_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+        opmath_t *g0 = g[0], *g1 = g[1], *g2 = g[2], *g3 = g[3];
+        const opmath_t w0 = smp.weight[0][s], w1 = smp.weight[1][s], w2 = smp.weight[2][s], w3 = smp.weight[3][s];
+        const opmath_t lx = smp.lx[s], ly = smp.ly[s], hx = 1 - lx, hy = 1 - ly, as = a[s];
+        opmath_t sum_attn = 0, sum_x = 0, sum_y = 0;
+#pragma omp simd reduction(+ : sum_attn, sum_x, sum_y)
+        for (int64_t d = 0; d < D; ++d) {
+          const opmath_t v0 = r0[d], v1 = r1[d], v2 = r2[d], v3 = r3[d], god = go[d], ag = as * god;
+          sum_attn += god * (w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3);
+          sum_x += god * (hy * (v1 - v0) + ly * (v3 - v2));
+          sum_y += god * (hx * (v2 - v0) + lx * (v3 - v1));
+          g0[d] += w0 * ag;
+          g1[d] += w1 * ag;
+          g2[d] += w2 * ag;
+          g3[d] += w3 * ag;
+        }
+        grad_attn[item * S + s] = sum_attn;
+        grad_loc[(item * S + s) * 2] = as * sum_x * pb.width[s];
+        grad_loc[(item * S + s) * 2 + 1] = as * sum_y * pb.height[s];
+      }
+    }
+  }
+}
+
+// Per-thread scratch of one parallel chunk.
+template <typename scalar_t>
+struct Scratch {
+  using opmath_t = at::opmath_type<scalar_t>;
+  std::vector<scalar_t> zeros;
+  std::vector<int32_t> pixels;
+  std::vector<opmath_t> floats;  // 6 * num_samples of geometry, then 2 * head_dims of channel buffers
+  Samples<opmath_t> samples;
+
+  Scratch(int64_t num_samples, int64_t head_dims)
+      : zeros(head_dims, scalar_t(0)), pixels(4 * num_samples), floats(6 * num_samples + 2 * head_dims) {
+    for (int i = 0; i < 4; ++i) {
+      samples.pixel[i] = pixels.data() + i * num_samples;
+      samples.weight[i] = floats.data() + i * num_samples;
+    }
+    samples.lx = floats.data() + 4 * num_samples;
+    samples.ly = floats.data() + 5 * num_samples;
+  }
+  opmath_t* channels(int i) { return floats.data() + floats.size() - (2 - i) * zeros.size(); }
+};
+
+// Owns the level table in the element types the kernels read.
+template <typename opmath_t>
+struct ProblemStorage {
+  LevelTable table;
+  std::vector<opmath_t> width, height;
+  Problem<opmath_t> problem;
+
+  ProblemStorage(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
+                 const at::Tensor& loc)
+      : table(spatial_shapes, level_start_index, value.size(1), loc.size(4)),
+        width(table.width_i.begin(), table.width_i.end()),
+        height(table.height_i.begin(), table.height_i.end()) {
+    problem = {value.size(0), value.size(1), value.size(2), value.size(3), loc.size(1), loc.size(3) * loc.size(4),
+               width.data(), height.data(), table.width_i.data(), table.start.data()};
+  }
+};
 
 }  // namespace
 
@@ -177,12 +242,19 @@ at::Tensor ms_deform_attn_cpu(const at::Tensor& value_, const at::Tensor& spatia
   check_ms_deform_attn_inputs(value_, spatial_shapes, level_start_index, sampling_locations_, attention_weights_);
   const auto value = value_.contiguous(), loc = sampling_locations_.contiguous(),
              attn = attention_weights_.contiguous();
-  const Geometry g = geometry(value, spatial_shapes.contiguous(), level_start_index.contiguous(), loc);
-  auto out = at::empty({g.batch, g.num_queries, g.num_heads * g.head_dims}, value.options());
+  auto out = at::empty({value.size(0), loc.size(1), value.size(2) * value.size(3)}, value.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, value.scalar_type(), "ms_deform_attn_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    forward_kernel<scalar_t>(g, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
-                             attn.const_data_ptr<opmath_t>(), out.mutable_data_ptr<scalar_t>());
+    const ProblemStorage<opmath_t> storage(value, spatial_shapes.contiguous(), level_start_index.contiguous(), loc);
+    const auto& pb = storage.problem;
+    const int64_t items = pb.batch * pb.num_queries * pb.num_heads;
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, pb.num_samples * pb.head_dims));
+    at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
+      Scratch<scalar_t> scratch(pb.num_samples, pb.head_dims);
+      forward_range<scalar_t>(pb, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
+                              attn.const_data_ptr<opmath_t>(), out.mutable_data_ptr<scalar_t>(), begin, end,
+                              scratch.zeros.data(), scratch.samples, scratch.channels(0));
+    });
   });
   return out;
 }
@@ -193,28 +265,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
   check_ms_deform_attn_inputs(value_, spatial_shapes, level_start_index, sampling_locations_, attention_weights_);
   const auto value = value_.contiguous(), loc = sampling_locations_.contiguous(),
              attn = attention_weights_.contiguous(), grad_output = grad_output_.contiguous();
-  const Geometry g = geometry(value, spatial_shapes.contiguous(), level_start_index.contiguous(), loc);
-  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({g.batch, g.num_queries, g.num_heads * g.head_dims}) &&
+  const int64_t bs = value.size(0), num_queries = loc.size(1), heads = value.size(2);
+  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({bs, num_queries, heads * value.size(3)}) &&
                         grad_output.scalar_type() == value.scalar_type(),
-                    "grad_output: expected ", value.scalar_type(), " (", g.batch, ", ", g.num_queries, ", ",
-                    g.num_heads * g.head_dims, "), got ", grad_output.scalar_type(), " ", grad_output.sizes());
-  // Split the queries of each (b, h) task only when there are fewer tasks than threads; each split adds into a
-  // grad_value buffer of its own, summed at the end.
-  const int64_t tasks = g.batch * g.num_heads;
+                    "grad_output: expected ", value.scalar_type(), " (", bs, ", ", num_queries, ", ",
+                    heads * value.size(3), "), got ", grad_output.scalar_type(), " ", grad_output.sizes());
+  // Split the queries of each (b, h) task only when there are fewer tasks than threads.
+  const int64_t tasks = bs * heads;
   const int64_t splits = tasks == 0 ? 1
                                     : std::clamp<int64_t>((at::get_num_threads() + tasks - 1) / tasks, 1,
-                                                          std::max<int64_t>(1, g.num_queries / 256));
+                                                          std::max<int64_t>(1, num_queries / 256));
   const auto opmath = value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const bool direct = splits == 1 && value.scalar_type() == opmath;
-  auto grad_value = direct ? at::zeros_like(value) : at::zeros({splits, g.batch, g.num_keys, g.num_heads, g.head_dims},
-                                                               value.options().dtype(opmath));
+  auto grad_value = direct ? at::zeros_like(value)
+                           : at::zeros({splits, bs, value.size(1), heads, value.size(3)}, value.options().dtype(opmath));
   auto grad_loc = at::zeros_like(loc), grad_attn = at::zeros_like(attn);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    backward_kernel<scalar_t>(g, splits, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
-                              attn.const_data_ptr<opmath_t>(), grad_output.const_data_ptr<scalar_t>(),
-                              grad_value.mutable_data_ptr<opmath_t>(), grad_loc.mutable_data_ptr<opmath_t>(),
-                              grad_attn.mutable_data_ptr<opmath_t>());
+    const ProblemStorage<opmath_t> storage(value, spatial_shapes.contiguous(), level_start_index.contiguous(), loc);
+    const auto& pb = storage.problem;
+    at::parallel_for(0, splits * tasks, 1, [&](int64_t begin, int64_t end) {
+      Scratch<scalar_t> scratch(pb.num_samples, pb.head_dims);
+      backward_range<scalar_t>(pb, splits, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
+                               attn.const_data_ptr<opmath_t>(), grad_output.const_data_ptr<scalar_t>(),
+                               grad_value.mutable_data_ptr<opmath_t>(), grad_loc.mutable_data_ptr<opmath_t>(),
+                               grad_attn.mutable_data_ptr<opmath_t>(), begin, end, scratch.zeros.data(),
+                               scratch.samples, scratch.channels(0), scratch.channels(1));
+    });
   });
   if (!direct) grad_value = grad_value.sum(0).to(value.scalar_type());
   return {grad_value, grad_loc, grad_attn};
