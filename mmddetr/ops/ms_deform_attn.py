@@ -17,19 +17,17 @@ _OP = 'mmddetr::ms_deform_attn'
 _warned_devices = set()
 
 
+# Device types with a compiled kernel, looked up once (a constant for torch.compile).
+_KERNEL_DEVICES = frozenset() if _EXTENSION_ERROR is not None else frozenset(
+    device for device, key in (('cpu', 'CPU'), ('cuda', 'CUDA'))
+    if torch._C._dispatch_has_kernel_for_dispatch_key(_OP, key))
+
+
 def extension_status() -> str:
     """Which kernels of the compiled extension are available, or why it is absent."""
     if _EXTENSION_ERROR is not None:
         return f'not built ({_EXTENSION_ERROR}); using the PyTorch reference'
-    keys = [key for key in ('CPU', 'CUDA') if torch._C._dispatch_has_kernel_for_dispatch_key(_OP, key)]
-    return 'kernels for ' + ', '.join(keys)
-
-
-def _has_kernel(device: torch.device) -> bool:
-    if _EXTENSION_ERROR is not None:
-        return False
-    key = {'cpu': 'CPU', 'cuda': 'CUDA'}.get(device.type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, key)
+    return 'kernels for ' + ', '.join(sorted(_KERNEL_DEVICES))
 
 
 if _EXTENSION_ERROR is None:
@@ -75,7 +73,7 @@ def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor, level_sta
     compiling = torch.compiler.is_compiling()
     check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step,
                  check_values=not compiling)
-    if not _has_kernel(value.device):
+    if value.device.type not in _KERNEL_DEVICES:
         if value.device.type not in _warned_devices and not compiling:
             _warned_devices.add(value.device.type)
             warnings.warn(f'mmddetr: no compiled multi_scale_deformable_attn kernel for {value.device.type} '

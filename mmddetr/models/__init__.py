@@ -1,0 +1,3 @@
+from .layers import MultiScaleDeformableAttention
+
+__all__ = ['MultiScaleDeformableAttention']
