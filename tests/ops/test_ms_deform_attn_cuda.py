@@ -1,0 +1,69 @@
+"""CUDA kernels against the reference and mmcv's CUDA op; skipped where CUDA is absent."""
+import pytest
+import torch
+
+from mmddetr.ops import multi_scale_deformable_attn, multi_scale_deformable_attn_pytorch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+
+CASES = [
+    (2, ((6, 4), (3, 2), (1, 1)), 2, 8, 5, 3),
+    (3, ((1, 1),), 1, 1, 4, 2),
+    (1, ((5, 7), (2, 3)), 3, 30, 6, 4),
+    (2, ((16, 16), (8, 8), (4, 4), (2, 2)), 8, 32, 300, 4),
+    (2, ((4, 3), (2, 2)), 1, 71, 4, 2),
+    (1, ((2, 3), (1, 2)), 1, 1025, 2, 2),
+    (65, ((3, 3), (2, 1)), 2, 32, 3, 2),  # batch above and not a multiple of im2col_step
+    (2, ((3, 4),), 2, 4, 0, 2),
+]
+
+
+def _grads(fn, inputs, grad_out):
+    leaves = [t.detach().clone().requires_grad_() for t in (inputs[0], inputs[3], inputs[4])]
+    out = fn(leaves[0], inputs[1], inputs[2], leaves[1], leaves[2])
+    return (out, *torch.autograd.grad(out, leaves, grad_out)) if out.numel() else (out, )
+
+
+@pytest.mark.parametrize('case', CASES)
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_cuda_matches_reference(msda_inputs, case, dtype):
+    inputs = msda_inputs(*case, dtype=dtype, device='cuda')
+    grad_out = torch.randn(case[0], case[4], case[2] * case[3], dtype=dtype, device='cuda')
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for ours, ref in zip(_grads(multi_scale_deformable_attn, inputs, grad_out),
+                         _grads(multi_scale_deformable_attn_pytorch, inputs, grad_out)):
+        torch.testing.assert_close(ours, ref, **tol)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_half_precision(msda_inputs, dtype):
+    value, shapes, starts, locations, weights = msda_inputs(
+        bs=2, shapes=((16, 16), (8, 8)), heads=8, dims=32, queries=100, dtype=torch.float32, device='cuda')
+    out = multi_scale_deformable_attn(value.to(dtype), shapes, starts, locations, weights)
+    assert out.dtype == dtype
+    expected = multi_scale_deformable_attn_pytorch(value.to(dtype).float(), shapes, starts, locations, weights)
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
+    leaf = value.to(dtype).requires_grad_()
+    multi_scale_deformable_attn(leaf, shapes, starts, locations, weights).float().sum().backward()
+    assert leaf.grad.dtype == dtype and torch.isfinite(leaf.grad.float()).all()
+
+
+def test_cuda_gradcheck(msda_inputs):
+    value, shapes, starts, locations, weights = msda_inputs(device='cuda')
+    inputs = [t.requires_grad_() for t in (value, locations, weights)]
+    assert torch.autograd.gradcheck(
+        lambda v, loc, w: multi_scale_deformable_attn(v, shapes, starts, loc, w), inputs, eps=1e-6, atol=1e-5)
+
+
+def test_cuda_matches_mmcv_cuda_op(msda_inputs):
+    ext = pytest.importorskip('mmcv.ops.multi_scale_deform_attn')
+    inputs = msda_inputs(bs=2, shapes=((16, 16), (8, 8)), heads=8, dims=32, queries=64, dtype=torch.float32,
+                         device='cuda')
+    expected = ext.MultiScaleDeformableAttnFunction.apply(*inputs, 64)
+    torch.testing.assert_close(multi_scale_deformable_attn(*inputs), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_mixed_devices_rejected(msda_inputs):
+    value, shapes, starts, locations, weights = msda_inputs(device='cuda')
+    with pytest.raises(ValueError, match='sampling_locations'):
+        multi_scale_deformable_attn(value, shapes, starts, locations.cpu(), weights)
