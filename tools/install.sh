@@ -57,7 +57,8 @@ have "mmdet==3.3.0" || { say "installing mmdet 3.3.0"; $PIP "mmdet==3.3.0"; }
 
 # 5. mmddetr itself, editable, with its C++ (and, with a CUDA torch and toolkit, CUDA) extension.
 #    A re-run only recompiles what changed (ninja), so it takes seconds.
-installed_from=$($PY -c 'import mmddetr, os; print(os.path.dirname(os.path.dirname(os.path.abspath(mmddetr.__file__))))' 2>/dev/null || true)
+# (looked up from / so that the checkout in the current directory does not count as installed)
+installed_from=$(cd / && $PY -c 'import importlib.util as u, os; s = u.find_spec("mmddetr"); print(os.path.dirname(os.path.dirname(s.origin)) if s else "")' 2>/dev/null || true)
 if [ "$installed_from" = "$(pwd)" ]; then
   say "mmddetr installed from $(pwd): rebuilding its extension in place if sources changed"
   $PY setup.py -q build_ext --inplace
