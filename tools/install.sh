@@ -31,10 +31,10 @@ else
   $PIP "${TORCH_SPEC:-torch==2.13.0}"
 fi
 
-# 2. build tools (mmcv's setup.py imports pkg_resources, gone from setuptools>=70) and pure-Python dependencies.
-have ninja wheel scipy pycocotools pytest "mmengine==0.10.7" || {
+# 2. build tools and pure-Python dependencies.
+have setuptools ninja wheel numpy scipy pycocotools pytest "mmengine==0.10.7" || {
   say "installing build tools, mmengine, scipy, pycocotools, pytest"
-  $PIP "setuptools<70" wheel ninja "numpy" scipy pycocotools pytest "mmengine==0.10.7"
+  $PIP setuptools wheel ninja numpy scipy pycocotools pytest "mmengine==0.10.7"
 }
 
 # 3. mmcv 2.1.0 with its compiled ops: the wheel in ../shared/wheels when it fits this torch, else the source build.
@@ -47,7 +47,9 @@ else
     links=(--find-links ../shared/wheels)
     say "installing mmcv 2.1.0 (wheel cache ../shared/wheels)"
   else
+    # mmcv 2.1.0's setup.py needs setuptools<70 (pip then reports that torch asks for a newer one: harmless here)
     say "building mmcv 2.1.0 with ops from source (about 11 minutes on 2 cores)"
+    $PIP "setuptools<70"
   fi
   MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} $PIP --no-build-isolation "${links[@]}" "mmcv==2.1.0"
 fi
