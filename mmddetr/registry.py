@@ -13,8 +13,14 @@ _LOCATIONS = {
 
 
 def _child(name: str) -> Registry:
+    """A child of mmdet's registry ``name``.
+
+    mmengine only imports the locations of the registry it searches, not of its parents, so the child also lists
+    mmdet's locations: the first lookup in scope ``'mmddetr'`` registers mmdet's modules as well as ours.
+    """
     parent = getattr(mmdet_registry, name)
-    return Registry(parent.name, parent=parent, scope='mmddetr', locations=_LOCATIONS.get(name, []))
+    locations = list(parent._locations) + _LOCATIONS.get(name, [])
+    return Registry(parent.name, parent=parent, scope='mmddetr', locations=locations)
 
 
 RUNNERS = _child('RUNNERS')

@@ -1,0 +1,133 @@
+"""Box head of Deformable DETR: per-decoder-layer class and box branches, focal + L1 + GIoU set losses."""
+import copy
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmdet.models.dense_heads import DETRHead
+from mmdet.models.layers import inverse_sigmoid
+from mmdet.structures import SampleList
+from mmdet.utils import InstanceList
+from mmengine.model import bias_init_with_prob, constant_init
+from torch import Tensor, nn
+
+from mmddetr.registry import MODELS
+
+
+@MODELS.register_module()
+class DeformableDETRHead(DETRHead):
+    """Class ``Linear`` and box ``MLP`` (``num_reg_fcs`` hidden layers) per decoder layer.
+
+    Boxes are predicted relative to each layer's reference in logit space, ``sigmoid(delta + inverse_sigmoid(ref))``
+    (only the centre moves for a point reference). The losses (Hungarian matching, focal classification, L1 and GIoU,
+    auxiliary losses for every layer) come from mmdet's ``DETRHead``; two-stage adds the encoder proposal loss on all
+    targets relabelled to class 0 (``enc_loss_*``). The detector sets the three arguments below.
+
+    Args:
+        share_pred_layer (bool): One branch pair shared by all layers (no box refinement). Default: False.
+        num_pred_layer (int): Number of branch pairs: decoder layers, plus one scoring the encoder proposals in
+            two-stage mode. Default: 6.
+        as_two_stage (bool): Two-stage mode (all box biases start at 0). Default: False.
+        *args, **kwargs: ``DETRHead``'s (``num_classes``, ``embed_dims``, ``num_reg_fcs``, losses, ``train_cfg``,
+            ``test_cfg``).
+    """
+
+    def __init__(self, *args, share_pred_layer: bool = False, num_pred_layer: int = 6, as_two_stage: bool = False,
+                 **kwargs) -> None:
+        self.share_pred_layer = share_pred_layer
+        self.num_pred_layer = num_pred_layer
+        self.as_two_stage = as_two_stage
+        super().__init__(*args, **kwargs)
+
+    def _init_layers(self) -> None:
+        """``cls_branches`` and ``reg_branches``, one per prediction layer (the same module when shared)."""
+        fc_cls = nn.Linear(self.embed_dims, self.cls_out_channels)
+        reg_layers = []
+        for _ in range(self.num_reg_fcs):
+            reg_layers += [nn.Linear(self.embed_dims, self.embed_dims), nn.ReLU()]
+        reg_branch = nn.Sequential(*reg_layers, nn.Linear(self.embed_dims, 4))
+        copies = (lambda m: m) if self.share_pred_layer else copy.deepcopy
+        self.cls_branches = nn.ModuleList([copies(fc_cls) for _ in range(self.num_pred_layer)])
+        self.reg_branches = nn.ModuleList([copies(reg_branch) for _ in range(self.num_pred_layer)])
+
+    def init_weights(self) -> None:
+        """Class bias at the 0.01 prior; last box layer zero with width/height bias -2 (0 in two-stage)."""
+        if self.loss_cls.use_sigmoid:
+            for m in self.cls_branches:
+                nn.init.constant_(m.bias, bias_init_with_prob(0.01))
+        for m in self.reg_branches:
+            constant_init(m[-1], 0, bias=0)
+        if not self.as_two_stage:
+            nn.init.constant_(self.reg_branches[0][-1].bias.data[2:], -2.0)
+
+    def forward(self, hidden_states: Tensor, references: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """
+        Args:
+            hidden_states (Tensor): (num_decoder_layers, bs, num_queries, C).
+            references (list[Tensor]): The initial reference and the one after every layer, each (bs, num_queries,
+                2) points (cx, cy) or (bs, num_queries, 4) boxes (cx, cy, w, h); layer l predicts relative to
+                ``references[l]``.
+
+        Returns:
+            tuple[Tensor, Tensor]: class logits (num_decoder_layers, bs, num_queries, num_classes) and boxes
+            (num_decoder_layers, bs, num_queries, 4), normalised (cx, cy, w, h).
+        """
+        outputs = [self.forward_layer(hidden_states[i], references[i], i) for i in range(hidden_states.shape[0])]
+        classes, coords = zip(*outputs)
+        return torch.stack(classes), torch.stack(coords)
+
+    def forward_layer(self, hidden_state: Tensor, reference: Tensor, layer_id: int) -> Tuple[Tensor, Tensor]:
+        """Class logits (bs, num_queries, num_classes) and boxes (bs, num_queries, 4) of one decoder layer."""
+        outputs_class = self.cls_branches[layer_id](hidden_state)
+        delta = self.reg_branches[layer_id](hidden_state)  # (bs, num_queries, 4)
+        reference = inverse_sigmoid(reference)
+        if reference.shape[-1] == 4:
+            return outputs_class, (delta + reference).sigmoid()
+        return outputs_class, torch.cat([delta[..., :2] + reference, delta[..., 2:]], -1).sigmoid()
+
+    def loss(self, hidden_states: Tensor, references: List[Tensor], enc_outputs_class: Optional[Tensor],
+             enc_outputs_coord: Optional[Tensor], batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Losses of every decoder layer (``loss_cls``, ``d0.loss_cls``, ...) and, in two-stage, ``enc_loss_*``.
+
+        Args:
+            hidden_states (Tensor): (num_decoder_layers, bs, num_queries, C).
+            references (list[Tensor]): See :meth:`forward`.
+            enc_outputs_class (Tensor, optional): (bs, num_keys, num_classes) proposal scores (two-stage only).
+            enc_outputs_coord (Tensor, optional): (bs, num_keys, 4) proposal boxes (two-stage only).
+            batch_data_samples (list[DetDataSample]): Ground truth in ``gt_instances``.
+
+        Returns:
+            dict[str, Tensor]: Scalar losses.
+        """
+        batch_gt_instances = [s.gt_instances for s in batch_data_samples]
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        all_cls_scores, all_bbox_preds = self(hidden_states, references)
+        return self.loss_by_feat(all_cls_scores, all_bbox_preds, enc_outputs_class, enc_outputs_coord,
+                                 batch_gt_instances, batch_img_metas)
+
+    def loss_by_feat(self, all_layers_cls_scores: Tensor, all_layers_bbox_preds: Tensor,
+                     enc_cls_scores: Optional[Tensor], enc_bbox_preds: Optional[Tensor],
+                     batch_gt_instances: InstanceList, batch_img_metas: List[dict],
+                     batch_gt_instances_ignore: Optional[InstanceList] = None) -> Dict[str, Tensor]:
+        """``DETRHead``'s per-layer losses plus the encoder proposal loss (class-agnostic targets)."""
+        losses = super().loss_by_feat(all_layers_cls_scores, all_layers_bbox_preds, batch_gt_instances,
+                                      batch_img_metas, batch_gt_instances_ignore)
+        if enc_cls_scores is not None:
+            proposal_gt_instances = copy.deepcopy(batch_gt_instances)
+            for gt_instances in proposal_gt_instances:
+                gt_instances.labels = torch.zeros_like(gt_instances.labels)
+            enc_losses = self.loss_by_feat_single(enc_cls_scores, enc_bbox_preds, proposal_gt_instances,
+                                                  batch_img_metas)
+            losses.update(zip(('enc_loss_cls', 'enc_loss_bbox', 'enc_loss_iou'), enc_losses))
+        return losses
+
+    def predict(self, hidden_states: Tensor, references: List[Tensor], batch_data_samples: SampleList,
+                rescale: bool = True) -> InstanceList:
+        """Top-``test_cfg.max_per_img`` boxes of the last decoder layer (the only one evaluated).
+
+        Returns:
+            list[InstanceData]: per image ``scores``, ``labels`` and ``bboxes`` (x1, y1, x2, y2).
+        """
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        last = hidden_states.shape[0] - 1
+        cls_scores, bbox_preds = self.forward_layer(hidden_states[last], references[last], last)
+        return self.predict_by_feat(cls_scores[None], bbox_preds[None], batch_img_metas, rescale=rescale)
