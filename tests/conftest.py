@@ -30,3 +30,57 @@ def msda_inputs():
                 weights.to(dtype=torch.promote_types(dtype, torch.float32), **cast))
 
     return make
+
+
+
+
+
+@pytest.fixture
+def build_detector():
+    """Factory: ``build(config_path, scope='mmddetr', **model_overrides)`` → detector with random init, no
+    pretrained backbone. ``scope='mmdet'`` builds through mmdet's own registry (mmdet's classes)."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    def build(config, scope='mmddetr', **overrides):
+        cfg = Config.fromfile(config)
+        cfg.model.backbone.init_cfg = None
+        cfg.model.update(overrides)
+        if scope == 'mmdet':
+            from mmdet.registry import MODELS
+            from mmdet.utils import register_all_modules
+            register_all_modules(init_default_scope=False)
+        else:
+            from mmddetr.registry import MODELS
+        with DefaultScope.overwrite_default_scope(scope):
+            model = MODELS.build(cfg.model)
+            model.init_weights()
+        return model
+
+    return build
+
+
+@pytest.fixture
+def det_batch():
+    """Factory: ``make(sizes=((h, w), ...), num_gts=(n, ...), seed=0)`` → (inputs, data_samples) of a padded batch of
+    normalised random images with random ground-truth boxes (x1, y1, x2, y2) inside each image."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    def make(sizes=((160, 224), (128, 192)), num_gts=(3, 2), num_classes=80, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        pad_h, pad_w = max(h for h, _ in sizes), max(w for _, w in sizes)
+        inputs = torch.zeros(len(sizes), 3, pad_h, pad_w)
+        samples = []
+        for i, ((h, w), n) in enumerate(zip(sizes, num_gts)):
+            inputs[i, :, :h, :w] = torch.randn(3, h, w, generator=gen)
+            xy = torch.rand(n, 2, generator=gen) * torch.tensor([w * 0.6, h * 0.6])
+            wh = (torch.rand(n, 2, generator=gen) * 0.35 + 0.05) * torch.tensor([w, h])
+            sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), batch_input_shape=(pad_h, pad_w),
+                                                 scale_factor=(1.0, 1.0), pad_shape=(pad_h, pad_w)))
+            sample.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
+                                               labels=torch.randint(0, num_classes, (n, ), generator=gen))
+            samples.append(sample)
+        return inputs, samples
+
+    return make
