@@ -41,8 +41,8 @@ model = dict(
         num_layers=6,
         return_intermediate=True,
         layer_cfg=dict(  # DeformableDetrTransformerDecoderLayer
-            self_attn_cfg=dict(type='MultiheadAttention', embed_dims=256, num_heads=8, dropout=0.1,
-                               batch_first=True),
+            self_attn_cfg=dict(type='MultiheadAttention', embed_dims=256, num_heads=8, attn_drop=0.1,
+                               dropout_layer=dict(type='Dropout', drop_prob=0.1), batch_first=True),
             cross_attn_cfg=dict(type='MultiScaleDeformableAttention', embed_dims=256, num_levels=4,
                                 batch_first=True),
             ffn_cfg=dict(embed_dims=256, feedforward_channels=1024, ffn_drop=0.1)),

@@ -1,0 +1,61 @@
+"""Two-stage proposals: geometry, validity, padding, top-k selection and the query embedding."""
+import torch
+from torch import nn
+
+from mmddetr.models import TwoStageProposalHead
+
+SHAPES = torch.tensor([[8, 10], [4, 5]])
+
+
+def _padded_mask():
+    # image 0 valid on 6 x 5 of level 0 (3 x 3 of level 1, nearest-downsampled); image 1 unpadded
+    masks = []
+    for (H, W), (h, w) in zip(SHAPES.tolist(), [(6, 5), (3, 3)]):
+        m = torch.zeros(2, H, W, dtype=torch.bool)
+        m[0, h:] = True
+        m[0, :, w:] = True
+        masks.append(m.flatten(1))
+    return torch.cat(masks, 1)  # (bs, num_keys)
+
+
+def test_proposals_geometry_validity_and_masking():
+    head = TwoStageProposalHead(embed_dims=16, num_proposals=7)
+    memory = torch.randn(2, 100, 16)
+    mask = _padded_mask()
+    out_memory, proposals = head.gen_encoder_output_proposals(memory, mask, SHAPES)
+    assert out_memory.shape == (2, 100, 16) and proposals.shape == (2, 100, 4)
+    boxes = proposals.sigmoid()
+    # image 0, level 0, pixel (row 2, col 3): centre over the valid 5 x 6 region, size 0.05
+    torch.testing.assert_close(boxes[0, 2 * 10 + 3], torch.tensor([3.5 / 5, 2.5 / 6, 0.05, 0.05]))
+    # image 1, level 1, pixel (row 1, col 4): unpadded, size 0.1
+    torch.testing.assert_close(boxes[1, 80 + 1 * 5 + 4], torch.tensor([4.5 / 5, 1.5 / 4, 0.1, 0.1]))
+    invalid = torch.isinf(proposals).all(-1)
+    assert torch.isinf(proposals).any(-1).eq(invalid).all()  # all four or none
+    assert invalid[mask].all()  # every padded pixel
+    finite = proposals[~invalid].sigmoid()
+    assert ((finite > 0.01) & (finite < 0.99)).all()
+    # invalid pixels see zero memory: one constant transformed vector
+    zero_out = head.memory_trans_norm(head.memory_trans_fc(torch.zeros(16)))
+    torch.testing.assert_close(out_memory[invalid], zero_out.expand(int(invalid.sum()), -1))
+
+
+def test_forward_selects_top_scores_and_embeds_boxes():
+    torch.manual_seed(0)
+    head = TwoStageProposalHead(embed_dims=16, num_proposals=7)
+    head.init_weights()
+    cls_branch, reg_branch = nn.Linear(16, 3), nn.Linear(16, 4)
+    memory = torch.randn(2, 100, 16, requires_grad=True)
+    out = head(memory, None, SHAPES, cls_branch, reg_branch)
+    assert out['query'].shape == out['query_pos'].shape == (2, 7, 16)
+    assert out['reference_points'].shape == (2, 7, 4) and not out['reference_points'].requires_grad
+    assert out['enc_outputs_class'].shape == (2, 100, 3) and out['enc_outputs_coord'].shape == (2, 100, 4)
+    top = out['enc_outputs_class'][..., 0].topk(7, dim=1)[1]
+    expected = torch.gather(out['enc_outputs_coord'], 1, top[..., None].expand(-1, -1, 4))
+    torch.testing.assert_close(out['reference_points'], expected.detach())
+    assert head.get_proposal_pos_embed(torch.zeros(1, 1, 4)).shape == (1, 1, 32)
+
+
+def test_fewer_pixels_than_proposals():
+    head = TwoStageProposalHead(embed_dims=16, num_proposals=300)
+    out = head(torch.randn(1, 100, 16), None, SHAPES, nn.Linear(16, 2), nn.Linear(16, 4))
+    assert out['query'].shape == (1, 100, 16)

@@ -1,0 +1,95 @@
+"""The four configs train and predict; init_weights; checkpoints in mmdet's layout; configuration errors."""
+import math
+import os
+
+import pytest
+import torch
+
+CONFIGS = ['deformable_detr_r50.py', 'deformable_detr_r50_refine.py', 'deformable_detr_r50_refine_twostage.py',
+           'deformable_detr_r50_single_scale.py']
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_config_trains_one_step_and_predicts(config, build_detector, det_batch):
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.config import Config
+
+    model = build_detector(os.path.join('configs', config))
+    optim_wrapper = build_optim_wrapper(model, Config.fromfile(os.path.join('configs', config)).optim_wrapper)
+    inputs, samples = det_batch()
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    losses = model.loss(inputs, samples)
+    assert all(torch.isfinite(v) for v in losses.values())
+    num_layers = model.decoder.num_layers
+    assert len(losses) == 3 * (num_layers + int(model.as_two_stage))
+    optim_wrapper.update_params(sum(losses.values()))
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    assert any(n.startswith('encoder.') for n in changed) and any(n.startswith('bbox_head.') for n in changed)
+    assert not any(n.startswith('backbone.layer1.') for n in changed)  # frozen stage
+    model.eval()
+    with torch.no_grad():
+        results = model.predict(inputs, samples)
+    for sample, result in zip(samples, results):
+        pred = result.pred_instances
+        assert len(pred) == 100 and pred.bboxes.shape == (100, 4)
+        h, w = sample.img_shape
+        assert (pred.bboxes[:, 0::2] >= 0).all() and (pred.bboxes[:, 0::2] <= w).all()
+        assert (pred.bboxes[:, 1::2] >= 0).all() and (pred.bboxes[:, 1::2] <= h).all()
+
+
+@pytest.mark.parametrize('config', ['deformable_detr_r50.py', 'deformable_detr_r50_refine_twostage.py'])
+def test_init_weights(config, build_detector):
+    from mmddetr.models import MultiScaleDeformableAttention
+    model = build_detector(os.path.join('configs', config))
+    attentions = [m for m in model.modules() if isinstance(m, MultiScaleDeformableAttention)]
+    assert len(attentions) == 12
+    for attn in attentions:
+        assert not attn.sampling_offsets.weight.any() and not attn.attention_weights.weight.any()
+        assert not attn.attention_weights.bias.any()
+        bias = attn.sampling_offsets.bias.view(8, 4, 4, 2)  # (heads, levels, points, xy)
+        theta = torch.arange(8) * (2 * math.pi / 8)
+        direction = torch.stack([theta.cos(), theta.sin()], -1)
+        direction = direction / direction.abs().max(-1, keepdim=True)[0]
+        expected = direction[:, None, None] * torch.arange(1, 5.)[None, None, :, None]
+        torch.testing.assert_close(bias, expected.expand(8, 4, 4, 2))
+    head = model.bbox_head
+    for cls in head.cls_branches:
+        torch.testing.assert_close(cls.bias, torch.full_like(cls.bias, -math.log(99)))
+    for reg in head.reg_branches:
+        assert not reg[-1].weight.any()
+    wh_bias = 0.0 if model.as_two_stage else -2.0
+    torch.testing.assert_close(head.reg_branches[0][-1].bias[2:], torch.full((2, ), wh_bias))
+    ffn = model.encoder.layers[0].ffn.layers[0][0].weight  # xavier-uniform bound
+    assert ffn.abs().max() <= math.sqrt(6 / sum(ffn.shape)) and ffn.std() > 0
+
+
+def test_checkpoint_roundtrip_in_mmdet_layout(build_detector, tmp_path):
+    from mmengine.runner import load_checkpoint, save_checkpoint
+
+    model = build_detector('configs/deformable_detr_r50_refine_twostage.py')
+    keys = list(model.state_dict())
+    assert 'memory_trans_fc.weight' in keys and not any(k.startswith('proposal_head.') for k in keys)
+    save_checkpoint(model.state_dict(), str(tmp_path / 'ckpt.pth'))
+    other = build_detector('configs/deformable_detr_r50_refine_twostage.py')
+    load_checkpoint(other, str(tmp_path / 'ckpt.pth'), strict=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(other.state_dict()[key], value), key
+    assert torch.equal(other.proposal_head.pos_trans_fc.weight, model.proposal_head.pos_trans_fc.weight)
+
+
+def test_mismatched_levels_are_named(build_detector):
+    with pytest.raises(ValueError, match=r'encoder.layer_cfg.self_attn_cfg.num_levels \(4\) must equal '
+                                         r'num_feature_levels \(1\)'):
+        build_detector('configs/deformable_detr_r50.py', num_feature_levels=1)
+    with pytest.raises(ValueError, match='bbox_head.num_pred_layer is set by the detector'):
+        build_detector('configs/deformable_detr_r50.py',
+                       bbox_head=dict(type='DeformableDETRHead', num_classes=80, num_pred_layer=3))
+
+
+def test_valid_ratio():
+    from mmddetr.models import DeformableDETR
+    mask = torch.ones(2, 4, 5, dtype=torch.bool)
+    mask[0, :3, :2] = False
+    mask[1] = False
+    torch.testing.assert_close(DeformableDETR.get_valid_ratio(mask), torch.tensor([[2 / 5, 3 / 4], [1., 1.]]))
