@@ -9,6 +9,7 @@ from mmengine.registry import Registry
 _LOCATIONS = {
     'MODELS': ['mmddetr.models'],
     'TASK_UTILS': ['mmddetr.models'],
+    'DATASETS': ['mmddetr.datasets'],
 }
 
 

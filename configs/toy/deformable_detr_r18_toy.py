@@ -1,0 +1,57 @@
+# Toy Deformable DETR: trains from scratch on 2 CPU cores in minutes on the procedural shapes data (data/toy/, made on
+# first use). ResNet-18 without pretrained weights, embed dims 128, 3 + 3 layers, 100 queries, 256 px images.
+_base_ = '../deformable_detr_r50.py'
+
+embed_dims = 128
+model = dict(
+    num_queries=100,
+    backbone=dict(depth=18, frozen_stages=-1, norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
+                  init_cfg=None),
+    neck=dict(in_channels=[128, 256, 512], out_channels=embed_dims),
+    encoder=dict(
+        num_layers=3,
+        layer_cfg=dict(self_attn_cfg=dict(embed_dims=embed_dims),
+                       ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512))),
+    decoder=dict(
+        num_layers=3,
+        layer_cfg=dict(self_attn_cfg=dict(embed_dims=embed_dims),
+                       cross_attn_cfg=dict(embed_dims=embed_dims),
+                       ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512))),
+    positional_encoding=dict(num_feats=embed_dims // 2),
+    bbox_head=dict(num_classes=5, embed_dims=embed_dims))
+
+dataset_type = 'ToyShapesDataset'
+data_root = 'data/toy/'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    batch_sampler=None,
+    dataset=dict(type=dataset_type, data_root=data_root, ann_file='annotations/instances_train.json',
+                 data_prefix=dict(img='train/'), filter_cfg=dict(filter_empty_gt=False), pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    dataset=dict(type=dataset_type, data_root=data_root, ann_file='annotations/instances_val.json',
+                 data_prefix=dict(img='val/'), pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+
+optim_wrapper = dict(optimizer=dict(lr=5e-4), paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))
+max_epochs = 12
+train_cfg = dict(max_epochs=max_epochs, val_interval=2)
+param_scheduler = [dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[10], gamma=0.1)]
+auto_scale_lr = dict(base_batch_size=8)
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=2, max_keep_ckpts=2, save_best='auto'))
+log_processor = dict(window_size=10)
