@@ -1,0 +1,68 @@
+"""Preparing a config for ``tools/train.py`` / ``tools/test.py``: data checks, CPU distributed runs, AMP."""
+import os
+import os.path as osp
+from typing import Iterator, Tuple
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+
+TOY_CONFIG = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
+SELF_MAKING_DATASETS = ('ToyShapesDataset', 'mmddetr.ToyShapesDataset')
+
+
+def _datasets(cfg: Config, loaders: Tuple[str, ...]) -> Iterator[Tuple[str, dict]]:
+    for loader in loaders:
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        while dataset is not None and 'dataset' in dataset:  # wrappers (RepeatDataset, ...)
+            dataset = dataset['dataset']
+        if dataset is not None:
+            yield loader, dataset
+
+
+def check_data_exists(cfg: Config, loaders: Tuple[str, ...]) -> None:
+    """Stop with where the data must be, and a config that needs none, when an annotation file is missing.
+
+    Raises:
+        FileNotFoundError: naming the config key, the missing file and the toy config.
+    """
+    for loader, dataset in _datasets(cfg, loaders):
+        if dataset.get('type') in SELF_MAKING_DATASETS or not dataset.get('ann_file'):
+            continue
+        ann_file = osp.join(dataset.get('data_root') or '', dataset['ann_file'])
+        if not osp.isfile(ann_file):
+            root = dataset.get('data_root') or osp.dirname(ann_file)
+            raise FileNotFoundError(
+                f'{loader}.dataset.ann_file: {ann_file} not found. Put the dataset under {root} (COCO 2017: '
+                f'{root}annotations/instances_{{train,val}}2017.json, {root}train2017/, {root}val2017/; a symlink '
+                f'works), or set data_root with --cfg-options. To try everything without a download, run the toy '
+                f'config, which makes its own data: python tools/train.py {TOY_CONFIG}')
+
+
+def setup_launcher(cfg: Config, launcher: str) -> None:
+    """Make ``--launcher pytorch|slurm|mpi`` work on CPU as well as GPU.
+
+    On a machine without CUDA, mmengine would call ``torch.cuda.set_device`` while initialising the process group
+    (failing on CPU-only torch) and give DDP ``device_ids=[local_rank]`` (rejected for CPU modules). Here the group
+    is initialised with gloo first, and DDP gets ``device_ids=None``.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+                   find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.update(cfg.get('model_wrapper_cfg') or {})
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    if launcher == 'pytorch' and not dist.is_initialized():
+        dist.init_process_group('gloo', rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))
+
+
+def setup_amp(cfg: Config) -> None:
+    """Mixed precision: float16 autocast with dynamic loss scaling on CUDA, bfloat16 autocast on CPU."""
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    else:
+        cfg.optim_wrapper.dtype = 'bfloat16'

@@ -1,0 +1,83 @@
+"""Train a detector: mmdet's ``tools/train.py`` command line, on mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]] [--amp] [--auto-scale-lr]
+                          [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+"""
+import argparse
+import glob
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+from mmddetr.engine import allow_mmengine_checkpoint_globals, check_data_exists, setup_amp, setup_launcher
+from mmddetr.registry import RUNNERS
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and checkpoints (default: work_dirs/<config name>)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: float16 on CUDA (dynamic loss scale), bfloat16 on CPU')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by total batch / auto_scale_lr.base_batch_size')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CHECKPOINT, or from the latest checkpoint in the work dir if none is given')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (e.g. train_dataloader.batch_size=4)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The config as the command line asks for it."""
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    setup_launcher(cfg, args.launcher)
+    if args.amp:
+        setup_amp(cfg)
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def check_fresh_work_dir(cfg: Config) -> None:
+    """A new (not resumed) run must not overwrite the checkpoints of an earlier one."""
+    earlier = sorted(glob.glob(osp.join(cfg.work_dir, '*.pth')))
+    if earlier and not cfg.get('resume', False):
+        names = ', '.join(osp.basename(p) for p in earlier[:3]) + (', ...' if len(earlier) > 3 else '')
+        raise FileExistsError(f'work dir {cfg.work_dir} holds checkpoints of an earlier run ({names}); pass '
+                              f'--resume to continue it, or --work-dir for a new run')
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    allow_mmengine_checkpoint_globals()
+    cfg = build_config(args)
+    try:
+        check_data_exists(cfg, ('train_dataloader', 'val_dataloader'))
+        check_fresh_work_dir(cfg)
+    except (FileNotFoundError, FileExistsError) as e:
+        sys.exit(f'error: {e}')
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
