@@ -2,6 +2,6 @@
 
 Importing the package registers its modules in the ``'mmddetr'`` registries (``custom_imports=['mmddetr']``).
 """
-from . import datasets, models  # noqa: F401
+from . import datasets, engine, models  # noqa: F401
 
 __version__ = '0.1.0'

@@ -10,6 +10,8 @@ _LOCATIONS = {
     'MODELS': ['mmddetr.models'],
     'TASK_UTILS': ['mmddetr.models'],
     'DATASETS': ['mmddetr.datasets'],
+    'HOOKS': ['mmddetr.engine'],
+    'OPTIM_WRAPPERS': ['mmddetr.engine'],
 }
 
 

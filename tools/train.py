@@ -66,7 +66,7 @@ def check_fresh_work_dir(cfg: Config) -> None:
                               f'--resume to continue it, or --work-dir for a new run')
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> Runner:
     args = parse_args(argv)
     allow_mmengine_checkpoint_globals()
     cfg = build_config(args)
@@ -77,6 +77,7 @@ def main(argv=None) -> None:
         sys.exit(f'error: {e}')
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    return runner
 
 
 if __name__ == '__main__':

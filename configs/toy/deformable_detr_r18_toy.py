@@ -38,6 +38,7 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=8,
     num_workers=1,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     batch_sampler=None,
     dataset=dict(type=dataset_type, data_root=data_root, ann_file='annotations/instances_train.json',
                  data_prefix=dict(img='train/'), filter_cfg=dict(filter_empty_gt=False), pipeline=train_pipeline))
@@ -51,9 +52,13 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(lr=5e-4), paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))
-max_epochs = 12
-train_cfg = dict(max_epochs=max_epochs, val_interval=2)
-param_scheduler = [dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[10], gamma=0.1)]
+
+# Iteration-based, so that a run can end at any iteration (TimeBudgetHook) with its checkpoint and validation.
+max_iters = 4000
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=100)
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50)]
 auto_scale_lr = dict(base_batch_size=8)
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=2, max_keep_ckpts=2, save_best='auto'))
-log_processor = dict(window_size=10)
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(by_epoch=False, interval=100, max_keep_ckpts=2, save_last=True))
+log_processor = dict(window_size=10, by_epoch=False)

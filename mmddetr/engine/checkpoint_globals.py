@@ -19,7 +19,7 @@ def _numpy_globals() -> list:
     reconstruct = np._core.multiarray._reconstruct if hasattr(np, '_core') else np.core.multiarray._reconstruct
     scalar = np._core.multiarray.scalar if hasattr(np, '_core') else np.core.multiarray.scalar
     dtypes = [type(np.dtype(t)) for t in ('float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64',
-                                          'uint8', 'bool')]
+                                          'uint8', 'uint16', 'uint32', 'uint64', 'bool')]
     return [reconstruct, scalar, np.ndarray, np.dtype, *dtypes]
 
 

@@ -60,9 +60,9 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
 
 
 def setup_amp(cfg: Config) -> None:
-    """Mixed precision: float16 autocast with dynamic loss scaling on CUDA, bfloat16 autocast on CPU."""
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    """Mixed precision: float16 autocast with dynamic loss scaling on CUDA (mmengine's ``AmpOptimWrapper``),
+    bfloat16 autocast on CPU (our ``AutocastOptimWrapper``)."""
     if torch.cuda.is_available():
-        cfg.optim_wrapper.loss_scale = 'dynamic'
+        cfg.optim_wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
     else:
-        cfg.optim_wrapper.dtype = 'bfloat16'
+        cfg.optim_wrapper.update(type='AutocastOptimWrapper', device_type='cpu', dtype='bfloat16')

@@ -1,0 +1,4 @@
+from .rng_state_hook import RNGStateHook
+from .time_budget_hook import TimeBudgetHook
+
+__all__ = ['RNGStateHook', 'TimeBudgetHook']

@@ -1,0 +1,67 @@
+"""tools/train.py and tools/test.py at small scale: train, resume, test, AMP, guards and messages."""
+import glob
+import os.path as osp
+import pickle
+
+import torch
+
+from conftest import TOY
+
+
+def _load(path):
+    from mmddetr.engine import allow_mmengine_checkpoint_globals
+    allow_mmengine_checkpoint_globals()
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def _check(proc):
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_missing_coco_stops_with_where_and_toy_config(run_tool, tmp_path):
+    for tool, args in (('train.py', ['configs/deformable_detr_r50.py']),
+                       ('test.py', ['configs/deformable_detr_r50.py', __file__])):
+        proc = run_tool(tool, *args, '--work-dir', str(tmp_path), '--cfg-options', 'data_root=nowhere/')
+        assert proc.returncode == 1
+        assert 'data/coco/annotations/instances_' in proc.stderr and TOY in proc.stderr
+        assert 'Traceback' not in proc.stderr
+
+
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(run_tool, toy_options, tmp_path):
+    # augmentation runs in a data worker (as in our configs): its seeded stream replays when resume skips batches
+    toy_options = toy_options + ['train_dataloader.num_workers=1']
+    full, split = str(tmp_path / 'full'), str(tmp_path / 'split')
+    _check(run_tool('train.py', TOY, '--work-dir', full, '--cfg-options', *toy_options, 'train_cfg.max_iters=4'))
+    _check(run_tool('train.py', TOY, '--work-dir', split, '--cfg-options', *toy_options, 'train_cfg.max_iters=2'))
+    proc = _check(run_tool('train.py', TOY, '--work-dir', split, '--resume', '--cfg-options', *toy_options,
+                           'train_cfg.max_iters=4'))
+    assert 'resumed' in proc.stdout + proc.stderr
+    a, b = _load(osp.join(full, 'iter_4.pth')), _load(osp.join(split, 'iter_4.pth'))
+    assert a['meta']['iter'] == b['meta']['iter'] == 4
+    for key, value in a['state_dict'].items():
+        assert torch.equal(b['state_dict'][key], value), key
+    # a new run into the same work dir is refused: the earlier checkpoints stay
+    proc = run_tool('train.py', TOY, '--work-dir', split, '--cfg-options', *toy_options)
+    assert proc.returncode == 1 and 'holds checkpoints of an earlier run' in proc.stderr
+
+
+def test_test_tool_evaluates_dumps_and_draws(run_tool, toy_options, tmp_path):
+    work = str(tmp_path / 'train')
+    _check(run_tool('train.py', TOY, '--work-dir', work, '--cfg-options', *toy_options, 'train_cfg.max_iters=2'))
+    out = str(tmp_path / 'results.pkl')
+    proc = _check(run_tool('test.py', TOY, osp.join(work, 'iter_2.pth'), '--work-dir', str(tmp_path / 'test'),
+                           '--out', out, '--show-dir', 'vis', '--cfg-options', *toy_options))
+    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
+    with open(out, 'rb') as f:
+        results = pickle.load(f)
+    assert len(results) == 8 and results[0]['pred_instances']['bboxes'].shape[1] == 4
+    assert len(glob.glob(str(tmp_path / 'test' / '*' / 'vis' / '*.png'))) == 8
+
+
+def test_amp_on_cpu_uses_bfloat16_and_stays_finite(run_tool, toy_options, tmp_path):
+    proc = _check(run_tool('train.py', TOY, '--amp', '--work-dir', str(tmp_path), '--cfg-options', *toy_options,
+                           'train_cfg.max_iters=2'))
+    log = proc.stdout + proc.stderr
+    assert "dtype='bfloat16'" in log and "type='AutocastOptimWrapper'" in log
+    assert 'loss: nan' not in log and 'loss: ' in log
