@@ -1,0 +1,115 @@
+"""The main job: train the refine + two-stage toy detector on CPU within a time budget, evaluate, and draw.
+
+    python tools/toy_demo.py [--minutes 15] [--work-dir DIR] [--config CONFIG]
+
+Makes the toy dataset (data/toy/, first run only), trains with a progress log and ETA for at most ``--minutes`` of
+training, evaluates COCO mAP on the toy val set, and writes into a new work dir: the checkpoint, ``ap_table.txt``,
+``curves.png`` (loss and mAP), and ``predictions/*.png`` (ground truth left, predictions right). Ends by printing
+where they are.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import time
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import mmcv  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from mmddetr.engine import allow_mmengine_checkpoint_globals  # noqa: E402
+
+TOY = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
+
+
+def plot_curves(scalars_file: str, out_file: str) -> None:
+    """Training loss and validation mAP against iterations, from mmengine's ``vis_data/scalars.json``."""
+    train, val = [], []
+    with open(scalars_file) as f:
+        for line in f:
+            record = json.loads(line)
+            if 'loss' in record:
+                train.append((record['iter'], record['loss']))
+            if 'coco/bbox_mAP' in record:
+                val.append((record['step'], record['coco/bbox_mAP'], record['coco/bbox_mAP_50']))
+    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        ax_loss.plot(*zip(*train))
+    ax_loss.set(xlabel='iteration', ylabel='training loss (all terms)', title='loss')
+    if val:
+        steps, maps, map50 = zip(*val)
+        ax_map.plot(steps, maps, 'o-', label='mAP@[.5:.95]')
+        ax_map.plot(steps, map50, 's--', label='mAP@.5')
+        ax_map.legend()
+    ax_map.set(xlabel='iteration', ylabel='COCO bbox mAP (toy val)', title='validation mAP', ylim=(0, 1))
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+
+
+def write_ap_table(metrics: dict, classes, out_file: str) -> str:
+    """COCO summary and per-class AP as a text table."""
+    rows = [('mAP@[.5:.95]', 'bbox_mAP'), ('mAP@.5', 'bbox_mAP_50'), ('mAP@.75', 'bbox_mAP_75'),
+            ('mAP small', 'bbox_mAP_s'), ('mAP medium', 'bbox_mAP_m'), ('mAP large', 'bbox_mAP_l')]
+    lines = [f'{"metric":<16}{"value":>8}']
+    lines += [f'{name:<16}{metrics[f"coco/{key}"]:>8.3f}' for name, key in rows if f'coco/{key}' in metrics]
+    lines += [f'AP {c:<13}{metrics[f"coco/{c}_precision"]:>8.3f}' for c in classes
+              if f'coco/{c}_precision' in metrics]
+    table = '\n'.join(lines) + '\n'
+    with open(out_file, 'w') as f:
+        f.write(table)
+    return table
+
+
+def draw_predictions(runner: Runner, out_dir: str, num_images: int = 4, score_thr: float = 0.3) -> None:
+    """Ground truth (left) and predictions above ``score_thr`` (right) for the first val images."""
+    os.makedirs(out_dir, exist_ok=True)
+    visualizer = runner.visualizer
+    visualizer.dataset_meta = runner.test_dataloader.dataset.metainfo
+    runner.model.eval()
+    drawn = 0
+    for data in runner.test_dataloader:
+        for sample in runner.model.test_step(data):
+            image = mmcv.imread(sample.img_path, channel_order='rgb')
+            name = osp.splitext(osp.basename(sample.img_path))[0]
+            visualizer.add_datasample(name, image, sample, draw_gt=True, draw_pred=True, pred_score_thr=score_thr,
+                                      out_file=osp.join(out_dir, f'{name}.png'))
+            drawn += 1
+            if drawn == num_images:
+                return
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--minutes', type=float, default=15, help='training time budget')
+    parser.add_argument('--config', default=TOY)
+    parser.add_argument('--work-dir', help='new folder for the results (default: work_dirs/toy_demo_<time>)')
+    args = parser.parse_args(argv)
+    work_dir = args.work_dir or osp.join('work_dirs', time.strftime('toy_demo_%Y%m%d_%H%M%S'))
+    if osp.exists(work_dir) and os.listdir(work_dir):
+        parser.error(f'--work-dir {work_dir} is not empty; choose a new folder (nothing is overwritten)')
+    allow_mmengine_checkpoint_globals()
+    cfg = Config.fromfile(args.config)
+    cfg.work_dir = work_dir
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='TimeBudgetHook', minutes=args.minutes)]
+    cfg.test_evaluator.classwise = True
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    classes = runner.test_dataloader.dataset.metainfo['classes']
+    table = write_ap_table(metrics, classes, osp.join(work_dir, 'ap_table.txt'))
+    plot_curves(osp.join(runner.log_dir, 'vis_data', 'scalars.json'), osp.join(work_dir, 'curves.png'))
+    draw_predictions(runner, osp.join(work_dir, 'predictions'))
+    checkpoint = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
+    print(f'\nCOCO bbox AP on the toy val set after {runner.iter} iterations:\n{table}')
+    print(f'checkpoint:   {checkpoint}\nAP table:     {osp.join(work_dir, "ap_table.txt")}\n'
+          f'curves:       {osp.join(work_dir, "curves.png")}\npredictions:  {osp.join(work_dir, "predictions")}/\n'
+          f'logs:         {runner.log_dir}')
+
+
+if __name__ == '__main__':
+    main()
