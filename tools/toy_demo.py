@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import mmcv  # noqa: E402
+import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -73,7 +74,9 @@ def draw_predictions(runner: Runner, out_dir: str, num_images: int = 4, score_th
     runner.model.eval()
     drawn = 0
     for data in runner.test_dataloader:
-        for sample in runner.model.test_step(data):
+        with torch.no_grad():
+            samples = runner.model.test_step(data)
+        for sample in samples:
             image = mmcv.imread(sample.img_path, channel_order='rgb')
             name = osp.splitext(osp.basename(sample.img_path))[0]
             visualizer.add_datasample(name, image, sample, draw_gt=True, draw_pred=True, pred_score_thr=score_thr,

@@ -12,7 +12,8 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmddetr.engine import allow_mmengine_checkpoint_globals, check_data_exists, setup_amp, setup_launcher
+from mmddetr.engine import (add_tensorboard, allow_mmengine_checkpoint_globals, check_data_exists, setup_amp,
+                            setup_launcher)
 from mmddetr.registry import RUNNERS
 
 
@@ -44,6 +45,7 @@ def build_config(args: argparse.Namespace) -> Config:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     setup_launcher(cfg, args.launcher)
+    add_tensorboard(cfg)
     if args.amp:
         setup_amp(cfg)
     if args.auto_scale_lr:

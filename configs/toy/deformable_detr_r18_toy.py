@@ -59,6 +59,6 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, 
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50)]
 auto_scale_lr = dict(base_batch_size=8)
 default_hooks = dict(
-    logger=dict(interval=10),
+    logger=dict(interval=10, log_metric_by_epoch=False),  # validation metrics logged at their iteration
     checkpoint=dict(by_epoch=False, interval=100, max_keep_ckpts=2, save_last=True))
 log_processor = dict(window_size=10, by_epoch=False)

@@ -1,7 +1,13 @@
 from .checkpoint_globals import allow_mmengine_checkpoint_globals
 from .hooks import RNGStateHook, TimeBudgetHook
+from .launch import add_tensorboard, check_data_exists, setup_amp, setup_launcher
 from .optimizers import AutocastOptimWrapper
-from .launch import check_data_exists, setup_amp, setup_launcher
 
 __all__ = [
-    'AutocastOptimWrapper',     'RNGStateHook', 'TimeBudgetHook', 'allow_mmengine_checkpoint_globals', 'check_data_exists', 'setup_amp', 'setup_launcher']
+    'AutocastOptimWrapper', 'RNGStateHook', 'TimeBudgetHook', 'add_tensorboard', 'allow_mmengine_checkpoint_globals',
+    'check_data_exists', 'setup_amp', 'setup_launcher'
+]
+
+# mmengine's resume and mmdet's init_detector / DetInferencer load checkpoints with torch.load's weights-only
+# default (torch >= 2.6): importing mmddetr (custom_imports=['mmddetr']) lets them read mmengine's checkpoints.
+allow_mmengine_checkpoint_globals()

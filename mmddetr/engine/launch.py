@@ -1,4 +1,5 @@
 """Preparing a config for ``tools/train.py`` / ``tools/test.py``: data checks, CPU distributed runs, AMP."""
+import importlib.util
 import os
 import os.path as osp
 from typing import Iterator, Tuple
@@ -57,6 +58,15 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
     cfg.model_wrapper_cfg = wrapper
     if launcher == 'pytorch' and not dist.is_initialized():
         dist.init_process_group('gloo', rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))
+
+
+def add_tensorboard(cfg: Config) -> None:
+    """Log to TensorBoard as well (``<work_dir>/<time>/vis_data``) when tensorboard is installed."""
+    if importlib.util.find_spec('tensorboard') is None or 'visualizer' not in cfg:
+        return
+    backends = cfg.visualizer.setdefault('vis_backends', [])
+    if not any('Tensorboard' in str(b.get('type')) for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
 
 
 def setup_amp(cfg: Config) -> None:

@@ -1,6 +1,6 @@
 """Multi-scale deformable attention module: a drop-in for mmcv's ``MultiScaleDeformableAttention``."""
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from mmengine.model import BaseModule, constant_init, xavier_init
@@ -121,13 +121,35 @@ class MultiScaleDeformableAttention(BaseModule):
         if reference_points is None or reference_points.shape[-1] not in (2, 4):
             got = None if reference_points is None else tuple(reference_points.shape)
             raise ValueError(f'reference_points: expected (bs, num_query, num_levels, 2 or 4), got {got}')
-        bs, num_query, _ = query.shape
+        bs = query.shape[0]
         num_value = value.shape[1]
 
         value = self.value_proj(value)
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(bs, num_value, self.num_heads, -1)  # (bs, num_value, num_heads, head_dims)
+        sampling_locations, attention_weights = self.sampling_points(query, reference_points, spatial_shapes)
+        output = multi_scale_deformable_attn(value, spatial_shapes, level_start_index, sampling_locations,
+                                             attention_weights, self.im2col_step)
+        output = self.output_proj(output)  # (bs, num_query, C)
+        if not self.batch_first:
+            output = output.permute(1, 0, 2)
+        return self.dropout(output) + identity
+
+    def sampling_points(self, query: Tensor, reference_points: Tensor,
+                        spatial_shapes: Tensor) -> Tuple[Tensor, Tensor]:
+        """Where each query samples and with what weight (also for visualising the attention).
+
+        Args:
+            query (Tensor): (bs, num_query, C), positional encoding included.
+            reference_points (Tensor): (bs, num_query, num_levels, 2 or 4), see :meth:`forward`.
+            spatial_shapes (Tensor): (num_levels, 2) int64, (H, W) of each level.
+
+        Returns:
+            tuple[Tensor, Tensor]: normalised (x, y) locations (bs, num_query, num_heads, num_levels, num_points, 2)
+            and attention weights (bs, num_query, num_heads, num_levels, num_points), summing to 1 per head.
+        """
+        bs, num_query, _ = query.shape
         # (bs, num_query, num_heads, num_levels, num_points, 2)
         sampling_offsets = self.sampling_offsets(query).view(bs, num_query, self.num_heads, self.num_levels,
                                                              self.num_points, 2)
@@ -135,13 +157,7 @@ class MultiScaleDeformableAttention(BaseModule):
         attention_weights = self.attention_weights(query).view(
             bs, num_query, self.num_heads, self.num_levels * self.num_points).softmax(-1).view(
                 bs, num_query, self.num_heads, self.num_levels, self.num_points)
-        sampling_locations = self._sampling_locations(reference_points, sampling_offsets, spatial_shapes)
-        output = multi_scale_deformable_attn(value, spatial_shapes, level_start_index, sampling_locations,
-                                             attention_weights, self.im2col_step)
-        output = self.output_proj(output)  # (bs, num_query, C)
-        if not self.batch_first:
-            output = output.permute(1, 0, 2)
-        return self.dropout(output) + identity
+        return self._sampling_locations(reference_points, sampling_offsets, spatial_shapes), attention_weights
 
     def _sampling_locations(self, reference_points: Tensor, sampling_offsets: Tensor,
                             spatial_shapes: Tensor) -> Tensor:

@@ -1,0 +1,217 @@
+"""End-to-end benchmark: our two-stage R50 Deformable DETR against mmdet 3.3.0's, same weights, same run.
+
+Both detectors are built from their own configs (ours: configs/deformable_detr_r50_refine_twostage.py; mmdet's:
+its deformable-detr-refine-twostage_r50_16xb2-50e_coco.py, with mmcv's attention), mmdet's random weights are loaded
+strictly into ours and the predictions are checked equal first. Each row then runs in a fresh process per
+implementation: median time over ``--repeat`` runs after a warm-up, peak memory (CPU: peak resident set size above
+the built model; CUDA: peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula for our op).
+
+    python tools/benchmark_model.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads 2] [--repeat 3]
+                                    [--compile] [--json FILE]
+
+Rows: inference at 800x1333 (batch 1; and batch 4 on CUDA) and one training step (forward, loss, backward) at
+512x672 on CPU, 800x1333 on CUDA (batch 2, as the configs' per-GPU batch).
+"""
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import time
+
+OURS = 'configs/deformable_detr_r50_refine_twostage.py'
+MMDET = 'deformable_detr/deformable-detr-refine-twostage_r50_16xb2-50e_coco.py'
+TARGETS = {('cpu', 'inference'): 2.5, ('cpu', 'train step'): 2.0, ('cuda', 'inference'): 1.5,
+           ('cuda', 'train step'): 1.5}
+PAPER_V100_FPS = 19.4  # paper: two-stage R50 at batch 4 on a V100 (15.0 at batch 1)
+
+
+def _peak_rss_bytes():
+    with open('/proc/self/status') as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith('VmHWM'))
+
+
+def _reset_peak_rss():
+    with open('/proc/self/clear_refs', 'w') as clear_refs:
+        clear_refs.write('5')
+
+
+def build(impl, device):
+    """(model, mmdet's state dict source) with the shared random weights (seeded, mmdet-built)."""
+    import mmdet
+    import torch
+    from mmdet.registry import MODELS as MMDET_MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    import mmddetr  # noqa: F401
+    from mmddetr.registry import MODELS
+    register_all_modules(init_default_scope=False)
+    torch.manual_seed(0)
+    theirs_cfg = Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs', MMDET))
+    theirs_cfg.model.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MMDET_MODELS.build(theirs_cfg.model)
+        model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    if impl == 'ours':
+        ours_cfg = Config.fromfile(OURS)
+        ours_cfg.model.backbone.init_cfg = None
+        with DefaultScope.overwrite_default_scope('mmddetr'):
+            ours = MODELS.build(ours_cfg.model)
+        ours.load_state_dict(model.state_dict(), strict=True)
+        model = ours
+    return model.to(device)
+
+
+def make_batch(batch, h, w, device):
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    gen = torch.Generator().manual_seed(1)
+    inputs = torch.randn(batch, 3, h, w, generator=gen).to(device)
+    samples = []
+    for _ in range(batch):
+        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), batch_input_shape=(h, w),
+                                        scale_factor=(1.0, 1.0)))
+        xy = torch.rand(6, 2, generator=gen) * torch.tensor([w * 0.6, h * 0.6])
+        wh = (torch.rand(6, 2, generator=gen) * 0.3 + 0.05) * torch.tensor([w, h])
+        s.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + wh], 1).to(device),
+                                      labels=torch.randint(0, 80, (6, ), generator=gen).to(device))
+        samples.append(s)
+    return inputs, samples
+
+
+def flops_of(model, step):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+
+    import mmddetr.ops  # noqa: F401
+
+    @register_flop_formula(torch.ops.mmddetr.ms_deform_attn, get_raw=True)
+    def _msda_flops(value, spatial_shapes, level_start_index, locations, weights, *args, out_val=None, **kwargs):
+        bs, nq, heads, levels, points, _ = locations.shape
+        return bs * nq * heads * levels * points * value.shape[-1] * 2 * 4  # 4 corners, multiply-add
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops()
+
+
+def measure(impl, mode, batch, size, device, dtype_name, threads, repeat, compile_model):
+    """One (implementation, row) in this fresh process."""
+    import torch
+    torch.set_num_threads(threads)
+    dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[dtype_name]
+    model = build(impl, device)
+    params = sum(p.numel() for p in model.parameters())
+    inputs, samples = make_batch(batch, *size, device)
+    train = mode == 'train step'
+    model.train(train)
+    forward = torch.compile(model.loss if train else model.predict) if compile_model else (
+        model.loss if train else model.predict)
+
+    def step():
+        with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
+            if train:
+                losses = forward(inputs, samples)
+            else:
+                with torch.no_grad():
+                    forward(inputs, samples)
+        if train:
+            sum(losses.values()).backward()
+            model.zero_grad(set_to_none=True)
+        if device == 'cuda':
+            torch.cuda.synchronize()
+
+    step()  # warm-up (and compilation)
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        _reset_peak_rss()
+        base = _peak_rss_bytes()
+        step()
+        peak = _peak_rss_bytes() - base
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    flops = flops_of(model, step) if not compile_model else None
+    return dict(seconds=sorted(times)[len(times) // 2], peak_mb=peak / 2**20, params=params, gflops=(
+        flops / 1e9 if flops else None))
+
+
+def check_equal(device):
+    """Predictions of both on one image must match before anything is timed."""
+    import torch
+    inputs, samples = make_batch(1, 320, 480, device)
+    results = []
+    for impl in ('mmdet', 'ours'):
+        model = build(impl, device).eval()
+        with torch.no_grad():
+            results.append(model.predict(inputs, samples)[0].pred_instances)
+    torch.testing.assert_close(results[1].scores, results[0].scores, atol=1e-4, rtol=1e-4)
+
+
+def _in_fresh_process(*args):
+    ctx = multiprocessing.get_context('spawn')
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(measure, *args).result()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    parser.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'], default='fp32')
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--compile', action='store_true', help='also time our detector under torch.compile')
+    parser.add_argument('--json', help='write the rows to this file')
+    args = parser.parse_args()
+    rows = [('inference', 1, (800, 1333))]
+    if args.device == 'cuda':
+        rows += [('inference', 4, (800, 1333)), ('train step', 2, (800, 1333))]
+    else:
+        rows += [('train step', 2, (512, 672))]
+    check_equal(args.device)
+    print(f'device {args.device}, {args.dtype}, {args.threads} threads; predictions of both equal (1e-4)')
+    print('| pass | batch | size | ours s | mmdet s | speed-up | target | ours peak MB | mmdet peak MB | '
+          'params | GFLOPs | img/s ours |')
+    print('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    report = []
+    for mode, batch, size in rows:
+        common = (mode, batch, size, args.device, args.dtype, args.threads, args.repeat)
+        ours = _in_fresh_process('ours', *common, False)
+        theirs = _in_fresh_process('mmdet', *common, False)
+        speedup = theirs['seconds'] / ours['seconds']
+        target = TARGETS[(args.device, mode)]
+        row = dict(mode=mode, batch=batch, size=size, ours=ours, mmdet=theirs, speedup=speedup, target=target)
+        if args.compile:
+            row['ours_compiled'] = _in_fresh_process('ours', *common, True)
+        report.append(row)
+        gflops = f'{ours["gflops"]:.0f}' if ours['gflops'] else '-'
+        print(f'| {mode} | {batch} | {size[0]}x{size[1]} | {ours["seconds"]:.2f} | {theirs["seconds"]:.2f} | '
+              f'{speedup:.2f}x | {target}x {"met" if speedup >= target else "NOT met"} | {ours["peak_mb"]:.0f} | '
+              f'{theirs["peak_mb"]:.0f} | {ours["params"] / 1e6:.1f}M | {gflops} | '
+              f'{batch / ours["seconds"]:.2f} |')
+        if args.compile:
+            c = row['ours_compiled']
+            print(f'| {mode} (ours, torch.compile) | {batch} | {size[0]}x{size[1]} | {c["seconds"]:.2f} | | '
+                  f'{theirs["seconds"] / c["seconds"]:.2f}x | | {c["peak_mb"]:.0f} | | | | |')
+    if args.device == 'cuda':
+        print(f'paper, V100: 15.0 FPS at batch 1, {PAPER_V100_FPS:.1f} at batch 4 (two-stage, R50)')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
