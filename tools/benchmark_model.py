@@ -47,7 +47,9 @@ def build(impl, device):
 
     import mmddetr  # noqa: F401
     from mmddetr.registry import MODELS
+    from mmengine.logging import MMLogger
     register_all_modules(init_default_scope=False)
+    MMLogger.get_current_instance().setLevel('WARNING')  # no per-parameter init report
     torch.manual_seed(0)
     theirs_cfg = Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs', MMDET))
     theirs_cfg.model.backbone.init_cfg = None
