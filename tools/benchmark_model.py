@@ -19,21 +19,13 @@ import multiprocessing
 import os
 import time
 
+from benchmark_op import peak_memory_bytes  # tools/ is on the path when run as a script
+
 OURS = 'configs/deformable_detr_r50_refine_twostage.py'
 MMDET = 'deformable_detr/deformable-detr-refine-twostage_r50_16xb2-50e_coco.py'
 TARGETS = {('cpu', 'inference'): 2.5, ('cpu', 'train step'): 2.0, ('cuda', 'inference'): 1.5,
            ('cuda', 'train step'): 1.5}
 PAPER_V100_FPS = 19.4  # paper: two-stage R50 at batch 4 on a V100 (15.0 at batch 1)
-
-
-def _peak_rss_bytes():
-    with open('/proc/self/status') as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith('VmHWM'))
-
-
-def _reset_peak_rss():
-    with open('/proc/self/clear_refs', 'w') as clear_refs:
-        clear_refs.write('5')
 
 
 def build(impl, device):
@@ -131,16 +123,7 @@ def measure(impl, mode, batch, size, device, dtype_name, threads, repeat, compil
             torch.cuda.synchronize()
 
     step()  # warm-up (and compilation)
-    if device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        _reset_peak_rss()
-        base = _peak_rss_bytes()
-        step()
-        peak = _peak_rss_bytes() - base
+    peak = peak_memory_bytes(step, device)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()

@@ -77,6 +77,20 @@ def _reset_peak_rss():
         clear_refs.write('5')
 
 
+def peak_memory_bytes(step, device):
+    """Peak memory one call of ``step()`` adds: CUDA peak allocated, or CPU peak resident set size."""
+    import torch
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        return torch.cuda.max_memory_allocated() - base
+    _reset_peak_rss()
+    base = _peak_rss_bytes()
+    step()
+    return _peak_rss_bytes() - base
+
+
 def measure(impl, shape, mode, device, dtype_name, threads, repeat):
     """Median time and peak memory of one (implementation, shape, mode), in this (fresh) process."""
     import torch
@@ -98,16 +112,7 @@ def measure(impl, shape, mode, device, dtype_name, threads, repeat):
     # warm-up on small maps: one-time allocations (thread pools, lazy initialisation) are not the op's, and the
     # allocator keeps no large freed blocks that would hide the op's own allocations
     step(make_inputs('decoder', device, dtype, levels=((4, 4), (2, 2), (1, 1), (1, 1))))
-    if device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        _reset_peak_rss()
-        base = _peak_rss_bytes()
-        step()
-        peak = _peak_rss_bytes() - base
+    peak = peak_memory_bytes(step, device)
     step()
     times = []
     for _ in range(repeat):
