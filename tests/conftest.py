@@ -37,13 +37,15 @@ def msda_inputs():
 
 @pytest.fixture
 def build_detector():
-    """Factory: ``build(config_path, scope='mmddetr', **model_overrides)`` → detector with random init, no
-    pretrained backbone. ``scope='mmdet'`` builds through mmdet's own registry (mmdet's classes)."""
+    """Factory: ``build(config_path, scope='mmddetr', cfg_options=None, **model_overrides)`` → detector with random
+    init, no pretrained backbone. ``cfg_options`` merge dotted keys (``{'model.bbox_head.num_classes': 3}``);
+    ``scope='mmdet'`` builds through mmdet's own registry (mmdet's classes)."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
-    def build(config, scope='mmddetr', **overrides):
+    def build(config, scope='mmddetr', cfg_options=None, **overrides):
         cfg = Config.fromfile(config)
+        cfg.merge_from_dict(cfg_options or {})
         cfg.model.backbone.init_cfg = None
         cfg.model.update(overrides)
         if scope == 'mmdet':
