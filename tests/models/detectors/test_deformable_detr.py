@@ -93,3 +93,13 @@ def test_valid_ratio():
     mask[0, :3, :2] = False
     mask[1] = False
     torch.testing.assert_close(DeformableDETR.get_valid_ratio(mask), torch.tensor([[2 / 5, 3 / 4], [1., 1.]]))
+
+
+def test_images_without_objects_give_finite_losses(build_detector, det_batch):
+    model = build_detector('configs/toy/deformable_detr_r18_toy_refine_twostage.py')
+    inputs, samples = det_batch(sizes=((128, 160), (96, 128)), num_gts=(0, 0), num_classes=5)
+    model.train()
+    losses = model.loss(inputs, samples)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
