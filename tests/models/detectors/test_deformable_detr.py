@@ -103,3 +103,14 @@ def test_images_without_objects_give_finite_losses(build_detector, det_batch):
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_images_smaller_than_the_coarsest_stride(build_detector, det_batch):
+    model = build_detector('configs/deformable_detr_r50_refine_twostage.py')
+    inputs, samples = det_batch(sizes=((20, 20), (12, 30)), num_gts=(1, 1))
+    model.train()
+    assert all(torch.isfinite(v) for v in model.loss(inputs, samples).values())
+    model.eval()
+    with torch.no_grad():
+        results = model.predict(inputs, samples)
+    assert all(torch.isfinite(r.pred_instances.bboxes).all() for r in results)
