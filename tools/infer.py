@@ -28,7 +28,7 @@ from mmdet.apis import init_detector  # noqa: E402
 from mmdet.visualization import DetLocalVisualizer  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 
-from mmddetr.engine import allow_mmengine_checkpoint_globals  # noqa: E402
+import mmddetr  # noqa: E402,F401  (registers our modules; mmengine checkpoints load weights-only)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -67,7 +67,7 @@ class LastLayerSampling:
                            spatial_shapes=kwargs['spatial_shapes'])
 
 
-def predict(model, pipeline: Compose, path: str, sampling: LastLayerSampling = None):
+def predict(model, pipeline: Compose, path: str):
     """Predictions of one image, and the query index of each (for the sampling-point view)."""
     data = model.data_preprocessor(pseudo_collate([pipeline(dict(img_path=path, img_id=0))]), False)
     inputs, samples = data['inputs'], data['data_samples']
@@ -129,7 +129,6 @@ def main(argv=None) -> None:
         sys.exit(f'error: {e}')
     if not osp.isfile(args.checkpoint):
         sys.exit(f'error: checkpoint: no such file {args.checkpoint}')
-    allow_mmengine_checkpoint_globals()
     model = init_detector(args.config, args.checkpoint, device=args.device)
     classes = model.dataset_meta['classes']
     steps = [t for t in model.cfg.test_dataloader.dataset.pipeline if 'LoadAnnotations' not in t['type']]
@@ -140,7 +139,7 @@ def main(argv=None) -> None:
     os.makedirs(args.out_dir, exist_ok=True)
     records: List[Dict] = []
     for path in images:
-        results, queries, sample = predict(model, pipeline, path, sampling)
+        results, queries, sample = predict(model, pipeline, path)
         keep = results.scores >= args.score_thr
         kept, kept_queries = results[keep], queries[keep]
         name = osp.splitext(osp.basename(path))[0]

@@ -10,11 +10,9 @@ import sys
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
-from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
-from mmddetr.engine import allow_mmengine_checkpoint_globals, check_data_exists, setup_launcher
-from mmddetr.registry import RUNNERS
+from mmddetr.engine import build_runner, check_data_exists, load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,13 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    allow_mmengine_checkpoint_globals()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
-    setup_launcher(cfg, args.launcher)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if not osp.isfile(args.checkpoint):
         sys.exit(f'error: checkpoint: no such file {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -55,7 +47,7 @@ def main(argv=None) -> None:
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()

@@ -19,10 +19,9 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import mmcv  # noqa: E402
 import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmddetr.engine import allow_mmengine_checkpoint_globals  # noqa: E402
+from mmddetr.engine import build_runner, load_config  # noqa: E402
 
 TOY = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
 
@@ -95,19 +94,18 @@ def main(argv=None) -> None:
     work_dir = args.work_dir or osp.join('work_dirs', time.strftime('toy_demo_%Y%m%d_%H%M%S'))
     if osp.exists(work_dir) and os.listdir(work_dir):
         parser.error(f'--work-dir {work_dir} is not empty; choose a new folder (nothing is overwritten)')
-    allow_mmengine_checkpoint_globals()
-    cfg = Config.fromfile(args.config)
-    cfg.work_dir = work_dir
+    cfg = load_config(args.config, work_dir=work_dir)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='TimeBudgetHook', minutes=args.minutes)]
     cfg.test_evaluator.classwise = True
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     metrics = runner.test()
     classes = runner.test_dataloader.dataset.metainfo['classes']
     table = write_ap_table(metrics, classes, osp.join(work_dir, 'ap_table.txt'))
     plot_curves(osp.join(runner.log_dir, 'vis_data', 'scalars.json'), osp.join(work_dir, 'curves.png'))
     draw_predictions(runner, osp.join(work_dir, 'predictions'))
-    checkpoint = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
     print(f'\nCOCO bbox AP on the toy val set after {runner.iter} iterations:\n{table}')
     print(f'checkpoint:   {checkpoint}\nAP table:     {osp.join(work_dir, "ap_table.txt")}\n'
           f'curves:       {osp.join(work_dir, "curves.png")}\npredictions:  {osp.join(work_dir, "predictions")}/\n'

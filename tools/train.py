@@ -12,9 +12,7 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmddetr.engine import (add_tensorboard, allow_mmengine_checkpoint_globals, check_data_exists, setup_amp,
-                            setup_launcher)
-from mmddetr.registry import RUNNERS
+from mmddetr.engine import add_tensorboard, build_runner, check_data_exists, load_config, setup_amp
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,12 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """The config as the command line asks for it."""
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
-    setup_launcher(cfg, args.launcher)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     add_tensorboard(cfg)
     if args.amp:
         setup_amp(cfg)
@@ -70,14 +63,13 @@ def check_fresh_work_dir(cfg: Config) -> None:
 
 def main(argv=None) -> Runner:
     args = parse_args(argv)
-    allow_mmengine_checkpoint_globals()
     cfg = build_config(args)
     try:
         check_data_exists(cfg, ('train_dataloader', 'val_dataloader'))
         check_fresh_work_dir(cfg)
     except (FileNotFoundError, FileExistsError) as e:
         sys.exit(f'error: {e}')
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     runner.train()
     return runner
 

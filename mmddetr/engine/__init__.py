@@ -1,11 +1,11 @@
 from .checkpoint_globals import allow_mmengine_checkpoint_globals
 from .hooks import RNGStateHook, TimeBudgetHook
-from .launch import add_tensorboard, check_data_exists, setup_amp, setup_launcher
+from .launch import add_tensorboard, build_runner, check_data_exists, load_config, setup_amp, setup_launcher
 from .optimizers import AutocastOptimWrapper
 
 __all__ = [
     'AutocastOptimWrapper', 'RNGStateHook', 'TimeBudgetHook', 'add_tensorboard', 'allow_mmengine_checkpoint_globals',
-    'check_data_exists', 'setup_amp', 'setup_launcher'
+    'build_runner', 'check_data_exists', 'load_config', 'setup_amp', 'setup_launcher'
 ]
 
 # mmengine's resume and mmdet's init_detector / DetInferencer load checkpoints with torch.load's weights-only

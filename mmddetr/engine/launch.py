@@ -2,7 +2,7 @@
 import importlib.util
 import os
 import os.path as osp
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -10,6 +10,26 @@ from mmengine.config import Config
 
 TOY_CONFIG = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
 SELF_MAKING_DATASETS = ('ToyShapesDataset', 'mmddetr.ToyShapesDataset')
+
+
+def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
+                launcher: str = 'none') -> Config:
+    """A config as mmdet's tools load it: ``--cfg-options`` merged, work dir from the command line, the config or
+    ``work_dirs/<config name>``, and the launcher set up (see :func:`setup_launcher`)."""
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+    setup_launcher(cfg, launcher)
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """mmengine's Runner, or the one ``runner_type`` names."""
+    from mmengine.runner import Runner
+
+    from mmddetr.registry import RUNNERS
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
 def _datasets(cfg: Config, loaders: Tuple[str, ...]) -> Iterator[Tuple[str, dict]]:
