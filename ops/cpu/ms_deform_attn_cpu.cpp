@@ -5,7 +5,7 @@
 //   1. geometry of the item's num_levels * num_points samples (corner pixels and bilinear weights), SIMD over samples;
 //   2. one fused pass over the head's channels per sample, SIMD over channels; missing corners point at a zero row
 //      (reads) and a scratch row (gradient writes), so the channel loop has no branches.
-// The range functions are cloned for x86-64-v3 (AVX2 + FMA) and baseline x86-64 and picked at load time.
+// The range functions are cloned for x86-64-v3 (AVX2 + FMA) and baseline x86-64 (target_clones.h).
 // Accumulation is in opmath_t (float for float16/bfloat16/float32, double for float64).
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -15,14 +15,8 @@
 #include <vector>
 
 #include "../ms_deform_attn.h"
+#include "target_clones.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MMDDETR_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define MMDDETR_CPU_CLONES
-#endif
-// Helpers of the range functions are forced inline so that each clone compiles them for its own target.
-#define MMDDETR_INLINE inline __attribute__((always_inline))
 
 namespace mmddetr {
 namespace {

@@ -1,8 +1,9 @@
 from .deformable_detr_decoder import DeformableDetrTransformerDecoder, DeformableDetrTransformerDecoderLayer
 from .deformable_detr_encoder import DeformableDetrTransformerEncoder, DeformableDetrTransformerEncoderLayer
+from .fast_dropout import FastDropout, use_fast_dropout
 from .multi_scale_deform_attn import MultiScaleDeformableAttention
 
 __all__ = [
     'MultiScaleDeformableAttention', 'DeformableDetrTransformerEncoder', 'DeformableDetrTransformerEncoderLayer',
-    'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer'
+    'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer', 'FastDropout', 'use_fast_dropout'
 ]

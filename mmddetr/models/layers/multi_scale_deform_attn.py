@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from mmddetr.ops import multi_scale_deformable_attn
 from mmddetr.registry import MODELS
+from .fast_dropout import FastDropout
 
 
 @MODELS.register_module()
@@ -25,7 +26,7 @@ class MultiScaleDeformableAttention(BaseModule):
         num_levels (int): Feature levels L. Default: 4.
         num_points (int): Sampling points K per head and level. Default: 4.
         im2col_step (int): Kept for mmcv compatibility; our op needs no batch chunking. Default: 64.
-        dropout (float): Dropout on the output before the residual. Default: 0.1.
+        dropout (float): Dropout on the output before the residual (:class:`FastDropout`). Default: 0.1.
         batch_first (bool): Inputs are (bs, n, C) rather than (n, bs, C). Default: False.
         norm_cfg (dict, optional): Unused, as in mmcv. Default: None.
         init_cfg (dict, optional): Initialisation config. Default: None.
@@ -57,7 +58,7 @@ class MultiScaleDeformableAttention(BaseModule):
         self.im2col_step = im2col_step
         self.batch_first = batch_first
         self.norm_cfg = norm_cfg
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.sampling_offsets = nn.Linear(embed_dims, num_heads * num_levels * num_points * 2)
         self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(embed_dims, value_proj_size)

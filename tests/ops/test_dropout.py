@@ -1,0 +1,91 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from mmcv.cnn.bricks.transformer import FFN
+
+import mmddetr.ops  # noqa: F401
+from mmddetr.models.layers import FastDropout, use_fast_dropout
+from mmddetr.ops import dropout
+
+
+@pytest.mark.parametrize('p', [0.1, 0.5, 0.9])
+def test_keeps_each_element_with_probability_1_minus_p_and_scales_kept_ones(p):
+    torch.manual_seed(0)
+    x = torch.rand(2, 500_000) + 1
+    y = dropout(x, p)
+    kept = y != 0
+    n = x.numel()
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * (p * (1 - p) / n)**0.5
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p))
+    # neighbours and elements a hash block (65536) apart are independent
+    flat = kept.flatten().float()
+    for lag in (1, 2, 65536):
+        both = (flat[lag:] * flat[:-lag]).mean().item()
+        assert abs(both - (1 - p)**2) < 5 * ((1 - p)**2 * (1 - (1 - p)**2) / n)**0.5
+
+
+def test_mask_is_reproducible_from_the_seed_and_independent_of_threads():
+    x = torch.randn(300_000)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(3)
+        one = dropout(x, 0.3)
+        torch.set_num_threads(2)
+        torch.manual_seed(3)
+        two = dropout(x, 0.3)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    assert not torch.equal(dropout(x, 0.3), dropout(x, 0.3))  # a new seed per call
+
+
+def test_backward_goes_through_the_same_mask():
+    x = torch.randn(7, 33, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: torch.ops.mmddetr.dropout(t, 0.4, 12345), (x, ))
+    torch.manual_seed(1)
+    y = dropout(x, 0.4)
+    g = torch.randn_like(y)
+    y.backward(g)
+    torch.testing.assert_close(x.grad, g * (y / x.detach()))
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_dtypes_and_non_contiguous_inputs(dtype):
+    x = torch.randn(64, 48).to(dtype).t()  # non-contiguous
+    y = torch.ops.mmddetr.dropout(x, 0.25, 7)
+    assert y.dtype == dtype and y.shape == x.shape
+    kept = y != 0
+    torch.testing.assert_close(y[kept], (x[kept].double() / 0.75).to(dtype))
+    assert torch.equal(y, torch.ops.mmddetr.dropout(x.contiguous(), 0.25, 7))
+
+
+def test_edge_probabilities_nan_and_errors():
+    x = torch.tensor([1.0, float('nan'), float('inf'), -2.0] * 1000)
+    assert dropout(x, 0.0) is x and dropout(x, 0.5, training=False) is x
+    zeros = dropout(x, 1.0)
+    assert torch.equal(zeros[::4], torch.zeros(1000)) and zeros[1::4].isnan().all() and zeros[2::4].isnan().all()
+    assert dropout(x, 0.5)[1::4].isnan().all()  # NaN is never hidden, dropped or kept, as in torch
+    for p in (-0.1, 1.5):
+        with pytest.raises(ValueError, match='p: expected a dropout probability'):
+            dropout(x, p)
+    with pytest.raises(ValueError, match='p: expected a dropout probability'):
+        torch.ops.mmddetr.dropout(x, 2.0, 0)
+    with pytest.raises(ValueError, match='input: expected a floating dtype'):
+        torch.ops.mmddetr.dropout(torch.ones(3, dtype=torch.int64), 0.5, 0)
+    assert dropout(torch.empty(0, 5), 0.5).shape == (0, 5)
+
+
+def test_fast_dropout_module_swaps_in_with_same_p_and_state():
+    ffn = FFN(embed_dims=16, feedforward_channels=32, ffn_drop=0.2)
+    before = ffn.state_dict()
+    use_fast_dropout(ffn)
+    drops = [m for m in ffn.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops and all(type(m) is FastDropout and m.p == 0.2 for m in drops)
+    assert before.keys() == ffn.state_dict().keys()
+    x = torch.randn(4, 16)
+    ffn.eval()
+    assert torch.equal(ffn(x), ffn(x))
+    drop = FastDropout(0.5)
+    assert torch.equal(drop.eval()(x), x)
+    assert not torch.equal(drop.train()(x), F.dropout(x, 0.0))
