@@ -77,7 +77,7 @@ def test_edge_probabilities_nan_and_errors():
 
 
 def test_fast_dropout_module_swaps_in_with_same_p_and_state():
-    ffn = FFN(embed_dims=16, feedforward_channels=32, ffn_drop=0.2)
+    ffn = FFN(embed_dims=16, feedforward_channels=32, ffn_drop=0.2, dropout_layer=dict(type='Dropout', drop_prob=0.2))
     before = ffn.state_dict()
     use_fast_dropout(ffn)
     drops = [m for m in ffn.modules() if isinstance(m, torch.nn.Dropout)]

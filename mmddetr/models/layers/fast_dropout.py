@@ -16,10 +16,11 @@ class FastDropout(nn.Dropout):
 
 
 def use_fast_dropout(module: nn.Module) -> nn.Module:
-    """Replace every plain ``nn.Dropout`` inside ``module`` (e.g. in mmcv's FFN and MultiheadAttention) by
-    :class:`FastDropout` with the same ``p``; returns ``module``."""
+    """Replace every ``nn.Dropout`` inside ``module`` whose forward is torch's (plain ones, and mmcv's ``Dropout``
+    of ``dropout_layer`` configs, in its FFN and MultiheadAttention) by :class:`FastDropout` with the same ``p``;
+    returns ``module``."""
     for name, child in module.named_children():
-        if type(child) is nn.Dropout:
+        if isinstance(child, nn.Dropout) and type(child).forward is nn.Dropout.forward:
             setattr(module, name, FastDropout(child.p))
         else:
             use_fast_dropout(child)

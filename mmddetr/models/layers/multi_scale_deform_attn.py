@@ -5,6 +5,7 @@ from typing import Optional, Tuple
 import torch
 from mmengine.model import BaseModule, constant_init, xavier_init
 from mmengine.utils import deprecated_api_warning
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmddetr.ops import multi_scale_deformable_attn
@@ -151,28 +152,28 @@ class MultiScaleDeformableAttention(BaseModule):
             and attention weights (bs, num_query, num_heads, num_levels, num_points), summing to 1 per head.
         """
         bs, num_query, _ = query.shape
-        # (bs, num_query, num_heads, num_levels, num_points, 2)
-        sampling_offsets = self.sampling_offsets(query).view(bs, num_query, self.num_heads, self.num_levels,
-                                                             self.num_points, 2)
-        # (bs, num_query, num_heads, num_levels, num_points): softmax jointly over levels and points
-        attention_weights = self.attention_weights(query).view(
-            bs, num_query, self.num_heads, self.num_levels * self.num_points).softmax(-1).view(
-                bs, num_query, self.num_heads, self.num_levels, self.num_points)
-        return self._sampling_locations(reference_points, sampling_offsets, spatial_shapes), attention_weights
-
-    def _sampling_locations(self, reference_points: Tensor, sampling_offsets: Tensor,
-                            spatial_shapes: Tensor) -> Tensor:
-        """Normalised (x, y) of every sample, (bs, num_query, num_heads, num_levels, num_points, 2), in at least
-        float32 (half-precision locations would be off by a pixel on large maps)."""
-        dtype = torch.promote_types(sampling_offsets.dtype, torch.float32)
-        reference_points = reference_points.to(dtype)
-        sampling_offsets = sampling_offsets.to(dtype)
+        num_offsets = self.sampling_offsets.out_features
+        dtype = torch.promote_types(query.dtype, torch.float32)
+        # One projection for offsets and attention logits, with the offsets' scale folded into its rows: 1 / (W_l, H_l)
+        # for point references (offsets are in pixels of their level), 0.5 / num_points for box references (the K
+        # points spread over half the box, scaled by its size below).
+        param = self.sampling_offsets.weight
         if reference_points.shape[-1] == 2:
-            # (num_levels, 2): offsets are in pixels of their level
-            normalizer = spatial_shapes.flip(-1).to(sampling_offsets.dtype)
-            return reference_points[:, :, None, :, None, :] + sampling_offsets / normalizer[None, None, None, :,
-                                                                                            None, :]
-        # offsets are relative to the box size, the K points spread over half of it
-        return (reference_points[:, :, None, :, None, :2] +
-                sampling_offsets / self.num_points * reference_points[:, :, None, :, None, 2:] * 0.5)
+            scale = 1 / spatial_shapes.flip(-1).to(param.dtype)[None, :, None, :].expand(  # (num_heads, L, K, 2)
+                self.num_heads, self.num_levels, self.num_points, 2).reshape(num_offsets, 1)
+        else:
+            scale = param.new_full((num_offsets, 1), 0.5 / self.num_points)
+        weight = torch.cat([param * scale, self.attention_weights.weight])
+        bias = torch.cat([self.sampling_offsets.bias * scale[:, 0], self.attention_weights.bias])
+        offsets, logits = F.linear(query, weight, bias).split([num_offsets, self.attention_weights.out_features], -1)
+        # (bs, num_query, num_heads, num_levels, num_points): softmax jointly over levels and points
+        attention_weights = logits.reshape(bs, num_query, self.num_heads, self.num_levels * self.num_points).softmax(
+            -1).view(bs, num_query, self.num_heads, self.num_levels, self.num_points)
+        # (bs, num_query, num_heads, num_levels, num_points, 2), in at least float32 (half-precision locations would
+        # be off by a pixel on large maps)
+        offsets = offsets.reshape(bs, num_query, self.num_heads, self.num_levels, self.num_points, 2).to(dtype)
+        reference_points = reference_points.to(dtype)[:, :, None, :, None, :]
+        if reference_points.shape[-1] == 2:
+            return reference_points + offsets, attention_weights
+        return reference_points[..., :2] + offsets * reference_points[..., 2:], attention_weights
 
