@@ -69,7 +69,7 @@ model = dict(
 _multi_scale = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333), (672, 1333),
                 (704, 1333), (736, 1333), (768, 1333), (800, 1333)]
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}, on_error='raise'),  # or 'skip' bad images
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(

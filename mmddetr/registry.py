@@ -10,6 +10,7 @@ _LOCATIONS = {
     'MODELS': ['mmddetr.models'],
     'TASK_UTILS': ['mmddetr.models'],
     'DATASETS': ['mmddetr.datasets'],
+    'TRANSFORMS': ['mmddetr.datasets'],
     'HOOKS': ['mmddetr.engine'],
     'OPTIM_WRAPPERS': ['mmddetr.engine'],
 }

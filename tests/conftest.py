@@ -32,7 +32,21 @@ def msda_inputs():
     return make
 
 
+@pytest.fixture
+def logged_warnings():
+    """The messages of warnings logged to mmengine's current logger (``print_log(..., logger='current')``) while
+    the test runs."""
+    import logging
 
+    from mmengine.logging import MMLogger
+
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)
 
 
 @pytest.fixture

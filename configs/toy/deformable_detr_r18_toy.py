@@ -23,7 +23,7 @@ model = dict(
 dataset_type = 'ToyShapesDataset'
 data_root = 'data/toy/'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', on_error='raise'),  # or 'skip' bad images with a warning
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(256, 256), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),

@@ -12,9 +12,9 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-from mmdet.datasets import CocoDataset
 
 from mmddetr.registry import DATASETS
+from .coco import CocoDataset
 
 TOY_CLASSES = ('circle', 'square', 'triangle', 'ring', 'cross')
 
@@ -112,7 +112,7 @@ def make_toy_dataset(root: str, num_train: int = 2000, num_val: int = 200, size:
 
 @DATASETS.register_module()
 class ToyShapesDataset(CocoDataset):
-    """``CocoDataset`` over the toy shapes, made on first use under ``data_root`` (``make_toy_dataset``).
+    """Our checked ``CocoDataset`` over the toy shapes, made on first use under ``data_root`` (``make_toy_dataset``).
 
     Args:
         num_train (int): Training images to make. Default: 2000.

@@ -1,10 +1,14 @@
 # COCO 2017 detection at data/coco/ (annotations/instances_{train,val}2017.json, train2017/, val2017/).
+# In scope 'mmddetr', CocoDataset and LoadImageFromFile are mmddetr's checked versions of mmdet's / mmcv's: class and
+# category-id mismatches stop with an error, bad boxes are dropped or clipped with one warning, a bad image file stops
+# training with its path, or is skipped with a warning where on_error='skip'
+# (--cfg-options train_dataloader.dataset.pipeline.0.on_error=skip).
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=backend_args, on_error='raise'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
