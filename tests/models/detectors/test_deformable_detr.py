@@ -114,3 +114,27 @@ def test_images_smaller_than_the_coarsest_stride(build_detector, det_batch):
     with torch.no_grad():
         results = model.predict(inputs, samples)
     assert all(torch.isfinite(r.pred_instances.bboxes).all() for r in results)
+
+
+@pytest.mark.parametrize('sizes', [((16, 512), ), ((512, 16), ), ((32, 32), (400, 300))])
+def test_extreme_aspect_ratios_and_mixed_sizes_train_and_predict(sizes, build_detector, det_batch):
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+
+    config = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
+    model = build_detector(config)
+    optim_wrapper = build_optim_wrapper(model, Config.fromfile(config).optim_wrapper)
+    inputs, samples = det_batch(sizes=sizes, num_gts=(2, ) * len(sizes), num_classes=5)
+    model.train()
+    losses = model.loss(inputs, samples)
+    assert all(torch.isfinite(v) for v in losses.values())
+    optim_wrapper.update_params(sum(losses.values()))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        results = model.predict(inputs, samples)
+    for sample, result in zip(samples, results):
+        bboxes, (h, w) = result.pred_instances.bboxes, sample.img_shape
+        assert torch.isfinite(bboxes).all() and torch.isfinite(result.pred_instances.scores).all()
+        assert (bboxes[:, 0::2] >= 0).all() and (bboxes[:, 0::2] <= w).all()
+        assert (bboxes[:, 1::2] >= 0).all() and (bboxes[:, 1::2] <= h).all()
