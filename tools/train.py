@@ -12,7 +12,8 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmddetr.engine import add_tensorboard, build_runner, check_data_exists, load_config, setup_amp
+from mmddetr.engine import (add_tensorboard, build_runner, check_data_exists, latest_checkpoint, load_config,
+                            setup_amp)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,8 +46,9 @@ def build_config(args: argparse.Namespace) -> Config:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+    if args.resume == 'auto':  # the newest complete checkpoint; none: a fresh start, as mmengine does
+        cfg.load_from = latest_checkpoint(cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     return cfg
