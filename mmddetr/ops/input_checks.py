@@ -2,6 +2,10 @@
 import torch
 from torch import Tensor
 
+# The kernels index with int64, except within one level (CPU: int32 pixel offsets) and the CUDA kernels' per-item
+# counts (int32 heads, head dims and samples).
+INT32_MAX = 2**31 - 1
+
 
 def _shape(t: Tensor) -> tuple:
     return tuple(t.shape)
@@ -45,13 +49,26 @@ def check_inputs(value: Tensor, spatial_shapes: Tensor, level_start_index: Tenso
     for name in ('spatial_shapes', 'level_start_index'):
         _require(named[name].device == value.device, name, f"on value's device {value.device}", named[name].device)
     _require(isinstance(im2col_step, int) and im2col_step > 0, 'im2col_step', 'a positive int', im2col_step)
+    _check_int32_counts(value, sampling_locations)
     if check_values:
+        _require(value.device.type != 'meta', 'value', 'on a device with data to check the levels (meta tensors '
+                 'have none; torch.compile and torch.export trace shapes only)', value.device)
         _check_levels(spatial_shapes, level_start_index, num_keys)
+
+
+def _check_int32_counts(value: Tensor, sampling_locations: Tensor) -> None:
+    _require(value.shape[2] <= INT32_MAX and value.shape[3] <= INT32_MAX, 'value',
+             'of at most 2**31 - 1 heads and head dims (the CUDA kernels count them in int32)', _shape(value))
+    _require(sampling_locations.shape[3] * sampling_locations.shape[4] <= INT32_MAX, 'sampling_locations',
+             'of at most 2**31 - 1 levels x points (the CUDA kernels count them in int32)',
+             _shape(sampling_locations))
 
 
 def _check_levels(spatial_shapes: Tensor, level_start_index: Tensor, num_keys: int) -> None:
     shapes = spatial_shapes.tolist()
     _require(all(h > 0 and w > 0 for h, w in shapes), 'spatial_shapes', 'positive (H, W) on every level', shapes)
+    _require(all(h * w <= INT32_MAX for h, w in shapes), 'spatial_shapes',
+             'at most 2**31 - 1 pixels (H*W) per level (the CPU kernel indexes within a level in int32)', shapes)
     sizes = [h * w for h, w in shapes]
     _require(sum(sizes) == num_keys, 'spatial_shapes', f"levels whose H*W sum to value's num_keys {num_keys}",
              f'{shapes} (sum {sum(sizes)})')

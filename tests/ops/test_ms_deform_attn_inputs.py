@@ -1,0 +1,167 @@
+"""The op's inputs at the edges: every bad input rejected naming the argument, empty and non-finite inputs, indices
+past int32, and resident memory over many calls."""
+import os
+
+import pytest
+import torch
+
+from mmddetr.ops import multi_scale_deformable_attn, multi_scale_deformable_attn_pytorch
+
+NAMES = ('value', 'spatial_shapes', 'level_start_index', 'sampling_locations', 'attention_weights')
+
+
+def _with(**changes):
+    """A bad-input case: the good inputs (keyword dict ``g``) with ``changes``, each a function of ``g``."""
+    return lambda g: dict(g, **{name: change(g) for name, change in changes.items()})
+
+
+# case: (argument the error must name, inputs)
+BAD_INPUTS = {
+    'value 5-d': ('value', _with(value=lambda g: g['value'][None])),
+    'value complex': ('value', _with(value=lambda g: g['value'].to(torch.complex128))),
+    'value bool': ('value', _with(value=lambda g: g['value'] > 0)),
+    'spatial_shapes 1-d': ('spatial_shapes', _with(spatial_shapes=lambda g: g['spatial_shapes'].flatten())),
+    'spatial_shapes 3-d': ('spatial_shapes', _with(spatial_shapes=lambda g: g['spatial_shapes'][None])),
+    'spatial_shapes float': ('spatial_shapes', _with(spatial_shapes=lambda g: g['spatial_shapes'].float())),
+    'spatial_shapes negative': ('spatial_shapes', _with(spatial_shapes=lambda g: -g['spatial_shapes'])),
+    'spatial_shapes sum below num_keys': ('spatial_shapes', _with(spatial_shapes=lambda g: g['spatial_shapes'] - 1)),
+    'spatial_shapes meta': ('spatial_shapes', _with(spatial_shapes=lambda g: g['spatial_shapes'].to('meta'))),
+    'level_start_index int32': ('level_start_index', _with(level_start_index=lambda g: g['level_start_index'].int())),
+    'level_start_index 2-d': ('level_start_index', _with(level_start_index=lambda g: g['level_start_index'][None])),
+    'level_start_index list': ('level_start_index',
+                               _with(level_start_index=lambda g: g['level_start_index'].tolist())),
+    'level_start_index shifted': ('level_start_index', _with(level_start_index=lambda g: g['level_start_index'] + 1)),
+    'sampling_locations (x, y, z)': ('sampling_locations', _with(
+        sampling_locations=lambda g: torch.cat([g['sampling_locations']] * 2, -1)[..., :3])),
+    'sampling_locations fewer levels': ('sampling_locations', _with(
+        sampling_locations=lambda g: g['sampling_locations'][:, :, :, :2],
+        attention_weights=lambda g: g['attention_weights'][:, :, :, :2])),
+    'sampling_locations other batch': ('sampling_locations', _with(
+        sampling_locations=lambda g: g['sampling_locations'][:1],
+        attention_weights=lambda g: g['attention_weights'][:1])),
+    'sampling_locations meta': ('sampling_locations',
+                                _with(sampling_locations=lambda g: g['sampling_locations'].to('meta'))),
+    'attention_weights 6-d': ('attention_weights', _with(attention_weights=lambda g: g['attention_weights'][..., None])),
+    'attention_weights fewer queries': ('attention_weights',
+                                        _with(attention_weights=lambda g: g['attention_weights'][:, :2])),
+    'attention_weights other points': ('attention_weights',
+                                       _with(attention_weights=lambda g: g['attention_weights'][..., :2])),
+    'attention_weights int': ('attention_weights', _with(attention_weights=lambda g: g['attention_weights'].long())),
+    'attention_weights bool': ('attention_weights', _with(attention_weights=lambda g: g['attention_weights'] > 0.5)),
+    'value meta, the rest not': ('sampling_locations', _with(value=lambda g: g['value'].to('meta'))),
+    'all meta': ('value', lambda g: {name: t.to('meta') for name, t in g.items()}),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_INPUTS))
+def test_bad_input_names_the_argument(msda_inputs, case):
+    argument, make_inputs = BAD_INPUTS[case]
+    with pytest.raises(ValueError, match=f'multi_scale_deformable_attn: {argument} must be'):
+        multi_scale_deformable_attn(**make_inputs(dict(zip(NAMES, msda_inputs()))))
+
+
+def _one_element(*shape, dtype=torch.float64):
+    """A tensor of ``shape`` that allocates a single element."""
+    return torch.zeros((), dtype=dtype).expand(*shape)
+
+
+@pytest.mark.parametrize('argument, inputs, expected', [
+    ('spatial_shapes', dict(value=(1, 2**31, 1, 1), shape=(2, 2**30), heads=1, levels=1, points=1),
+     'at most 2\\*\\*31 - 1 pixels'),
+    ('value', dict(value=(1, 1, 2**31, 1), shape=(1, 1), heads=2**31, levels=1, points=1), 'heads and head dims'),
+    ('value', dict(value=(1, 1, 1, 2**31), shape=(1, 1), heads=1, levels=1, points=1), 'heads and head dims'),
+    ('sampling_locations', dict(value=(1, 1, 1, 1), shape=(1, 1), heads=1, levels=1, points=2**31), 'levels x points'),
+])
+def test_sizes_past_int32_are_rejected_before_any_allocation(argument, inputs, expected):
+    heads, levels, points = inputs['heads'], inputs['levels'], inputs['points']
+    with pytest.raises(ValueError, match=f'{argument} must be .*{expected}'):
+        multi_scale_deformable_attn(_one_element(*inputs['value']), torch.tensor([inputs['shape']]),
+                                    torch.zeros(1, dtype=torch.int64), _one_element(1, 1, heads, levels, points, 2),
+                                    _one_element(1, 1, heads, levels, points))
+
+
+def test_element_offsets_past_int32_read_the_right_values():
+    """value with more than 2**31 elements (allocated, never touched: only the sampled pixels get pages)."""
+    height, width = 2**15, 2**15 + 1  # one level of 2**30 + 2**15 pixels: 2 images hold > 2**31 elements
+    value = torch.empty(2, height * width, 1, 1, dtype=torch.bfloat16)
+    assert value.numel() > 2**31
+    rows = value.view(2, height, width)
+    rows[0, -4:-1, -4:-1] = 2.0  # around pixel (W - 3, H - 3) of each image
+    rows[1, -4:-1, -4:-1] = 3.0  # element offsets around 2**31 + 2**30
+    centre = torch.tensor([(width - 2.5) / width, (height - 2.5) / height], dtype=torch.float32)
+    locations = centre.expand(2, 1, 1, 1, 1, 2)
+    weights = torch.full((2, 1, 1, 1, 1), 0.5)
+    out = multi_scale_deformable_attn(value, torch.tensor([[height, width]]), torch.zeros(1, dtype=torch.int64),
+                                      locations, weights)
+    assert out.flatten().tolist() == [1.0, 1.5]
+
+
+@pytest.mark.parametrize('sizes', [
+    dict(bs=0), dict(queries=0), dict(points=0), dict(heads=0), dict(dims=0), dict(bs=0, queries=0)])
+def test_empty_inputs_give_empty_or_zero_outputs_and_gradients(msda_inputs, sizes):
+    value, shapes, starts, locations, weights = msda_inputs(**sizes)
+    leaves = [t.requires_grad_() for t in (value, locations, weights)]
+    out = multi_scale_deformable_attn(value, shapes, starts, locations, weights)
+    bs, num_queries, heads = locations.shape[:3]
+    assert out.shape == (bs, num_queries, heads * value.shape[3])
+    assert not out.any()
+    out.sum().backward()
+    for leaf in leaves:
+        assert leaf.grad.shape == leaf.shape and not leaf.grad.any()
+
+
+def test_non_finite_locations_give_finite_outputs_and_gradients(msda_inputs):
+    value, shapes, starts, locations, weights = msda_inputs(bs=2, queries=6, spread=0.0)
+    special = torch.tensor([float('nan'), float('inf'), -float('inf'), 1e30, -1e30, 0.5], dtype=torch.float64)
+    locations.view(-1)[:6 * special.numel()] = special.repeat_interleave(6)
+    finite = torch.nan_to_num(locations, nan=-5.0, posinf=5.0, neginf=-5.0).clamp(-5, 5)
+
+    def grads(fn, loc):
+        leaves = [t.detach().clone().requires_grad_() for t in (value, loc, weights)]
+        out = fn(leaves[0], shapes, starts, leaves[1], leaves[2])
+        return (out, *torch.autograd.grad(out.square().sum(), leaves))
+
+    for ours, ref in zip(grads(multi_scale_deformable_attn, locations),
+                         grads(multi_scale_deformable_attn_pytorch, finite)):
+        assert torch.isfinite(ours).all()
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_direct_op_rejects_what_the_python_entry_converts(msda_inputs):
+    value, shapes, starts, locations, weights = msda_inputs()
+    op = torch.ops.mmddetr
+    with pytest.raises(ValueError, match='sampling_locations, attention_weights: expected Double'):
+        op.ms_deform_attn(value, shapes, starts, locations.float(), weights.float())
+    with pytest.raises(ValueError, match='spatial_shapes: expected int64'):
+        op.ms_deform_attn(value, shapes.int(), starts, locations, weights)
+    with pytest.raises(ValueError, match='sampling_locations: expected'):
+        op.ms_deform_attn(value, shapes, starts, locations[:1], weights[:1])
+    grad_output = torch.zeros(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3] + 1,
+                              dtype=value.dtype)
+    with pytest.raises(ValueError, match='grad_output: expected'):
+        op.ms_deform_attn_backward(value, shapes, starts, locations, weights, grad_output)
+
+
+def _resident_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/statm'), reason='reads resident memory from /proc')
+def test_resident_memory_flat_over_1000_forward_backward_calls(msda_inputs):
+    # each call makes ~0.9 MB of outputs and gradients: a leak of any of them would add hundreds of MB
+    value, shapes, starts, locations, weights = msda_inputs(bs=2, shapes=((32, 32), (16, 16), (8, 8), (4, 4)),
+                                                            heads=4, dims=16, queries=100, points=4,
+                                                            dtype=torch.float32)
+    leaves = [t.requires_grad_() for t in (value, locations, weights)]
+
+    def calls(n):
+        for _ in range(n):
+            out = multi_scale_deformable_attn(value, shapes, starts, locations, weights)
+            torch.autograd.grad(out.sum(), leaves)
+
+    calls(100)
+    before = _resident_bytes()
+    calls(1000)
+    growth = _resident_bytes() - before
+    assert growth < 8 * 2**20, f'resident memory grew by {growth / 2**20:.1f} MB over 1000 calls'
