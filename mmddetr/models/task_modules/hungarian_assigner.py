@@ -45,8 +45,9 @@ class HungarianAssigner(BaseAssigner):
                  for match_cost in self.match_costs]  # each (num_preds, num_gts)
         bad = [type(match_cost).__name__ for match_cost, c in zip(self.match_costs, costs) if not c.isfinite().all()]
         if bad:
-            raise ValueError(f'HungarianAssigner: the matching costs {bad} have NaN or inf entries; the predictions '
-                             'or targets of this image are not finite (check the losses and the boxes)')
+            raise FloatingPointError(f'HungarianAssigner: the matching costs {bad} have NaN or inf entries; the '
+                                     'predictions or targets of this image are not finite (check the losses and the '
+                                     'boxes)')
         cost = torch.stack(costs).sum(0).detach().cpu()
         pred_idx, gt_idx = (torch.from_numpy(idx).to(labels.device) for idx in linear_sum_assignment(cost.numpy()))
         gt_inds[pred_idx] = gt_idx + 1

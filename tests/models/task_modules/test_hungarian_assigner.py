@@ -80,7 +80,7 @@ def test_costs_and_assignment_equal_mmdets(seed):
 def test_non_finite_costs_name_the_cost():
     pred, gt = instances(5, 2)
     pred.bboxes[0, 0] = float('nan')
-    with pytest.raises(ValueError, match='BBoxL1Cost'):
+    with pytest.raises(FloatingPointError, match='BBoxL1Cost'):
         HungarianAssigner(COSTS).assign(pred, gt, IMG_META)
 
 
