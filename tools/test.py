@@ -12,7 +12,7 @@ from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmengine.config import DictAction
 
-from mmddetr.engine import build_runner, check_data_exists, load_config
+from mmddetr.engine import UnknownTypeError, build_runner, check_data_exists, load_config, unknown_types_explained
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,10 +47,14 @@ def main(argv=None) -> None:
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
-    runner = build_runner(cfg)
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    runner.test()
+    try:
+        with unknown_types_explained(cfg):
+            runner = build_runner(cfg)
+            if args.out is not None:
+                runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+            runner.test()
+    except UnknownTypeError as e:
+        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

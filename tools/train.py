@@ -12,8 +12,8 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmddetr.engine import (add_tensorboard, build_runner, check_data_exists, latest_checkpoint, load_config,
-                            setup_amp)
+from mmddetr.engine import (UnknownTypeError, add_tensorboard, build_runner, check_data_exists, latest_checkpoint,
+                            load_config, setup_amp, unknown_types_explained)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,8 +71,12 @@ def main(argv=None) -> Runner:
         check_fresh_work_dir(cfg)
     except (FileNotFoundError, FileExistsError) as e:
         sys.exit(f'error: {e}')
-    runner = build_runner(cfg)
-    runner.train()
+    try:
+        with unknown_types_explained(cfg):
+            runner = build_runner(cfg)
+            runner.train()
+    except UnknownTypeError as e:
+        sys.exit(f'error: {e}')
     return runner
 
 

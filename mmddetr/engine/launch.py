@@ -1,12 +1,18 @@
-"""Preparing a config for ``tools/train.py`` / ``tools/test.py``: data checks, CPU distributed runs, AMP."""
+"""Preparing a config for ``tools/train.py`` / ``tools/test.py``: data checks, CPU distributed runs, AMP, and
+config errors that say where they are."""
+import contextlib
+import difflib
+import importlib
 import importlib.util
 import os
 import os.path as osp
-from typing import Iterator, Optional, Tuple
+import re
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.registry import Registry
 
 TOY_CONFIG = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
 SELF_MAKING_DATASETS = ('ToyShapesDataset', 'mmddetr.ToyShapesDataset')
@@ -30,6 +36,88 @@ def build_runner(cfg: Config):
 
     from mmddetr.registry import RUNNERS
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+class UnknownTypeError(KeyError):
+    """A config ``type`` that no registry searched holds; the message names the config keys, the registries
+    searched and the closest registered names."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+_NOT_REGISTERED = re.compile(r'(\S+) is not in the (\w+)::(\w+) registry')
+
+
+def _type_keys(node, name: str, path: str = '') -> Iterator[str]:
+    """Config key paths (``model.backbone.type``, ``custom_hooks[0].type``) whose value is ``name``."""
+    if isinstance(node, dict):
+        if node.get('type') == name:
+            yield f'{path}type'
+        for key, child in node.items():
+            yield from _type_keys(child, name, f'{path}{key}.')
+    elif isinstance(node, (list, tuple)):
+        for index, child in enumerate(node):
+            yield from _type_keys(child, name, f'{path[:-1]}[{index}].')
+
+
+def _searched_registries(scope: str, registry_name: str, type_name: str) -> Optional[List[Registry]]:
+    """The registries mmengine's ``Registry.get`` searched for ``type_name`` from registry ``scope::name``: that
+    registry and its parents, only itself for ``'<its scope>.Name'``, the other scope's for ``'<scope>.Name'``."""
+    try:
+        module = importlib.import_module(f'{scope}.registry')
+    except ImportError:
+        return None
+    registry = next((r for r in vars(module).values() if isinstance(r, Registry) and r.name == registry_name), None)
+    if registry is None:
+        return None
+    prefix, _ = Registry.split_scope_key(type_name)
+    if prefix == registry.scope:
+        return [registry]
+    if prefix is not None:
+        registry = registry._get_root_registry()._search_child(prefix)
+    chain = []
+    while registry is not None:
+        chain.append(registry)
+        registry = registry.parent
+    return chain
+
+
+def explain_unknown_type(cfg: Config, error: KeyError) -> Optional[str]:
+    """For mmengine's "X is not in the mmddetr::model registry": the config keys holding ``X``, the registries
+    searched (ours and its parents, mmdet's and mmengine's) and the closest registered names. None for other
+    errors, or when no config key holds ``X`` (the type comes from code)."""
+    match = _NOT_REGISTERED.search(str(error.args[0]) if error.args else '')
+    if match is None:
+        return None
+    type_name, scope, registry_name = match.groups()
+    keys = list(_type_keys(cfg.to_dict(), type_name))
+    registries = _searched_registries(scope, registry_name, type_name) if keys else None
+    if registries is None:
+        return None
+    where = f'{", ".join(keys)}: unknown type {type_name!r}'
+    prefix, short_name = Registry.split_scope_key(type_name)
+    if not registries:
+        return f"{where}: no registry of scope {prefix!r} is loaded; add custom_imports=dict(imports=['{prefix}'])"
+    names = {name.lower(): name for registry in registries for name in registry.module_dict}
+    close = [names[n] for n in difflib.get_close_matches(short_name.lower(), names)]
+    searched = ', '.join(f'{r.scope}::{r.name}' for r in registries)
+    hint = f'did you mean {" or ".join(close)}?' if close else 'no registered name is close.'
+    return (f'{where}; searched the registries {searched} ({len(names)} names); {hint} A type of another codebase '
+            f"needs its scope prefix ('mmpretrain.Name') and custom_imports=dict(imports=['mmpretrain']).")
+
+
+@contextlib.contextmanager
+def unknown_types_explained(cfg: Config) -> Iterator[None]:
+    """Turn mmengine's "not in the registry" ``KeyError`` for a type set in ``cfg`` into an
+    :class:`UnknownTypeError` that names the config key (see :func:`explain_unknown_type`)."""
+    try:
+        yield
+    except KeyError as error:
+        message = explain_unknown_type(cfg, error)
+        if message is None:
+            raise
+        raise UnknownTypeError(message) from error
 
 
 def _datasets(cfg: Config, loaders: Tuple[str, ...]) -> Iterator[Tuple[str, dict]]:
