@@ -12,7 +12,9 @@ default_hooks = dict(
     visualization=dict(type='DetVisualizationHook'))
 
 # RNG states travel with the checkpoints: a resumed run continues exactly as the uninterrupted one would.
-custom_hooks = [dict(type='RNGStateHook')]
+# NumClassCheckHook (mmdet's): the head's num_classes must equal the number of dataset classes, before training and
+# validation start.
+custom_hooks = [dict(type='RNGStateHook'), dict(type='NumClassCheckHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
