@@ -15,7 +15,9 @@ from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, C
 def extension():
     sources = sorted(glob.glob('ops/*.cpp') + glob.glob('ops/cpu/*.cpp'))
     # -fopenmp: at::parallel_for is inlined into our kernels and uses OpenMP only when they are compiled with it.
-    cxx = ['-O3', '-fopenmp']
+    # -fno-trapping-math: we never rely on floating-point traps, and without it GCC keeps the conditional selects of
+    # the sampling geometry as branches (float-to-int conversions may trap), so that loop does not vectorise.
+    cxx = ['-O3', '-fopenmp', '-fno-trapping-math']
     with_cuda = os.getenv('FORCE_CUDA', '0') == '1' or (torch.version.cuda is not None and CUDA_HOME is not None)
     if not with_cuda:
         return CppExtension('mmddetr._C', sources, extra_compile_args={'cxx': cxx}, extra_link_args=['-fopenmp'])

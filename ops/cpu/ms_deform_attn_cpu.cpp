@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../ms_deform_attn.h"
@@ -77,20 +78,27 @@ MMDDETR_INLINE void sample_geometry(const Problem<opmath_t>& pb, const opmath_t*
   int32_t *p0 = out.pixel[0], *p1 = out.pixel[1], *p2 = out.pixel[2], *p3 = out.pixel[3];
   opmath_t *w0 = out.weight[0], *w1 = out.weight[1], *w2 = out.weight[2], *w3 = out.weight[3];
   opmath_t *lx_out = out.lx, *ly_out = out.ly;
+  const int64_t num_samples = pb.num_samples;  // a local: the stores below could alias pb for all the compiler knows
 #pragma omp simd
-  for (int64_t s = 0; s < pb.num_samples; ++s) {
+  for (int64_t s = 0; s < num_samples; ++s) {
     const opmath_t x_raw = loc[2 * s] * width[s] - opmath_t(0.5), y_raw = loc[2 * s + 1] * height[s] - opmath_t(0.5);
-    const bool inside = x_raw > -1 && y_raw > -1 && x_raw < width[s] && y_raw < height[s];  // false for NaN
-    const opmath_t x = inside ? x_raw : opmath_t(-2), y = inside ? y_raw : opmath_t(-2);  // -2: no corner inside
+    // Masks are 1 / 0 in floating point, each from one comparison, and become int only at the end (pixel * m + m - 1
+    // is the pixel or -1): GCC does not vectorise selects that mix float and int or combined boolean masks.
+    const opmath_t inside = (x_raw > -1 ? 1 : 0) * (y_raw > -1 ? 1 : 0) * (x_raw < width[s] ? 1 : 0) *
+                            (y_raw < height[s] ? 1 : 0);  // 0 for NaN
+    const opmath_t x = inside > 0 ? x_raw : opmath_t(-2), y = inside > 0 ? y_raw : opmath_t(-2);  // -2: no corner in
     const int32_t x0 = static_cast<int32_t>(x + 2) - 2, y0 = static_cast<int32_t>(y + 2) - 2;  // floor, x >= -2
-    const opmath_t lx = x - x0, ly = y - y0;
-    const bool x0_in = x0 >= 0, x1_in = x0 + 1 >= 0 && x0 + 1 < width[s];
-    const bool y0_in = y0 >= 0, y1_in = y0 + 1 >= 0 && y0 + 1 < height[s];
+    const opmath_t fx0 = x0, fy0 = y0;
+    const opmath_t lx = x - fx0, ly = y - fy0;
+    const opmath_t x0_in = fx0 >= 0 ? 1 : 0, x1_in = (fx0 >= -1 ? 1 : 0) * (fx0 + 1 < width[s] ? 1 : 0);
+    const opmath_t y0_in = fy0 >= 0 ? 1 : 0, y1_in = (fy0 >= -1 ? 1 : 0) * (fy0 + 1 < height[s] ? 1 : 0);
+    const int32_t m0 = static_cast<int32_t>(x0_in * y0_in), m1 = static_cast<int32_t>(x1_in * y0_in);
+    const int32_t m2 = static_cast<int32_t>(x0_in * y1_in), m3 = static_cast<int32_t>(x1_in * y1_in);
     const int32_t pixel = y0 * width_i[s] + x0;
-    p0[s] = x0_in && y0_in ? pixel : -1;
-    p1[s] = x1_in && y0_in ? pixel + 1 : -1;
-    p2[s] = x0_in && y1_in ? pixel + width_i[s] : -1;
-    p3[s] = x1_in && y1_in ? pixel + width_i[s] + 1 : -1;
+    p0[s] = pixel * m0 + m0 - 1;
+    p1[s] = (pixel + 1) * m1 + m1 - 1;
+    p2[s] = (pixel + width_i[s]) * m2 + m2 - 1;
+    p3[s] = (pixel + width_i[s] + 1) * m3 + m3 - 1;
     w0[s] = (1 - ly) * (1 - lx);
     w1[s] = (1 - ly) * lx;
     w2[s] = ly * (1 - lx);
@@ -106,18 +114,18 @@ MMDDETR_INLINE void corner_rows(const int32_t* const pixel[4], int64_t s, T* lev
   for (int i = 0; i < 4; ++i) rows[i] = pixel[i][s] < 0 ? zeros : level + pixel[i][s] * stride;
 }
 
-// Forward of items [begin, end) in (b, head, query) order; scratch: 4 * num_samples int32, 6 * num_samples + head_dims opmath_t.
-template <typename scalar_t>
+// Forward of items [begin, end), an item being one (b, query, head) in memory order (reading locations, weights and
+// writing outputs sequentially matters more than keeping one head's values in cache); scratch: 4 * num_samples int32,
+// 6 * num_samples + head_dims opmath_t.
+template <typename scalar_t, int kHeadDims>
 MMDDETR_CPU_CLONES void forward_range(const Problem<at::opmath_type<scalar_t>>& pb, const scalar_t* value,
                                       const at::opmath_type<scalar_t>* loc, const at::opmath_type<scalar_t>* attn,
                                       scalar_t* out, int64_t begin, int64_t end, const scalar_t* zeros,
                                       const Samples<at::opmath_type<scalar_t>>& smp, at::opmath_type<scalar_t>* acc) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t D = pb.head_dims, stride = pb.num_heads * D, S = pb.num_samples;
-  for (int64_t i = begin; i < end; ++i) {
-    // Heads outermost: the value rows one head samples around a band of queries stay in cache.
-    const int64_t q = i % pb.num_queries, h = (i / pb.num_queries) % pb.num_heads, b = i / (pb.num_queries * pb.num_heads);
-    const int64_t item = (b * pb.num_queries + q) * pb.num_heads + h;
+  const int64_t D = kHeadDims > 0 ? kHeadDims : pb.head_dims, stride = pb.num_heads * D, S = pb.num_samples;
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t h = item % pb.num_heads, b = item / (pb.num_queries * pb.num_heads);
     const scalar_t* head = value + (b * pb.num_keys * pb.num_heads + h) * D;
     sample_geometry(pb, loc + item * S * 2, smp);
     const opmath_t* a = attn + item * S;
@@ -138,9 +146,9 @@ MMDDETR_CPU_CLONES void forward_range(const Problem<at::opmath_type<scalar_t>>& 
   }
 }
 
-// Backward of tasks [begin, end), a task being the queries of one split of one (b, h); each split adds into its own
-// grad_value buffer, so no two threads add to the same element.
-template <typename scalar_t>
+// Backward of tasks [begin, end), a task being the queries of one split of one image b, taken with their heads in
+// memory order; each split adds into its own grad_value buffer, so no two threads add to the same element.
+template <typename scalar_t, int kHeadDims>
 MMDDETR_CPU_CLONES void backward_range(const Problem<at::opmath_type<scalar_t>>& pb, int64_t splits,
                                        const scalar_t* value, const at::opmath_type<scalar_t>* loc,
                                        const at::opmath_type<scalar_t>* attn, const scalar_t* grad_out,
@@ -149,14 +157,15 @@ MMDDETR_CPU_CLONES void backward_range(const Problem<at::opmath_type<scalar_t>>&
                                        const scalar_t* zeros, const Samples<at::opmath_type<scalar_t>>& smp,
                                        at::opmath_type<scalar_t>* go, at::opmath_type<scalar_t>* sink) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t D = pb.head_dims, stride = pb.num_heads * D, S = pb.num_samples;
+  const int64_t D = kHeadDims > 0 ? kHeadDims : pb.head_dims, stride = pb.num_heads * D, S = pb.num_samples;
   const int64_t split_size = pb.batch * pb.num_keys * stride, per_split = (pb.num_queries + splits - 1) / splits;
   for (int64_t task = begin; task < end; ++task) {
-    const int64_t h = task % pb.num_heads, b = (task / pb.num_heads) % pb.batch, split = task / (pb.num_heads * pb.batch);
-    const int64_t head_offset = (b * pb.num_keys * pb.num_heads + h) * D;
-    opmath_t* grad_head = grad_value + split * split_size + head_offset;
-    for (int64_t q = split * per_split; q < std::min(pb.num_queries, (split + 1) * per_split); ++q) {
-      const int64_t item = (b * pb.num_queries + q) * pb.num_heads + h;
+    const int64_t b = task % pb.batch, split = task / pb.batch;
+    const int64_t q_end = std::min(pb.num_queries, (split + 1) * per_split);
+    for (int64_t item = (b * pb.num_queries + split * per_split) * pb.num_heads;
+         item < (b * pb.num_queries + q_end) * pb.num_heads; ++item) {
+      const int64_t head_offset = (b * pb.num_keys * pb.num_heads + item % pb.num_heads) * D;
+      opmath_t* grad_head = grad_value + split * split_size + head_offset;
       sample_geometry(pb, loc + item * S * 2, smp);
       const opmath_t* a = attn + item * S;
       for (int64_t d = 0; d < D; ++d) go[d] = opmath_t(grad_out[item * D + d]);
@@ -228,6 +237,18 @@ struct ProblemStorage {
   }
 };
 
+// Calls fn(std::integral_constant<int, D>) with D = head_dims for the common head sizes (the channel loops then
+// unroll completely), D = 0 (read at run time) otherwise.
+template <typename F>
+void with_head_dims(int64_t head_dims, const F& fn) {
+  switch (head_dims) {
+    case 16: return fn(std::integral_constant<int, 16>());
+    case 32: return fn(std::integral_constant<int, 32>());
+    case 64: return fn(std::integral_constant<int, 64>());
+    default: return fn(std::integral_constant<int, 0>());
+  }
+}
+
 }  // namespace
 
 at::Tensor ms_deform_attn_cpu(const at::Tensor& value_, const at::Tensor& spatial_shapes,
@@ -245,9 +266,11 @@ at::Tensor ms_deform_attn_cpu(const at::Tensor& value_, const at::Tensor& spatia
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, pb.num_samples * pb.head_dims));
     at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
       Scratch<scalar_t> scratch(pb.num_samples, pb.head_dims);
-      forward_range<scalar_t>(pb, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
-                              attn.const_data_ptr<opmath_t>(), out.mutable_data_ptr<scalar_t>(), begin, end,
-                              scratch.zeros.data(), scratch.samples, scratch.channels(0));
+      with_head_dims(pb.head_dims, [&](auto head_dims) {
+        forward_range<scalar_t, head_dims()>(pb, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
+                                             attn.const_data_ptr<opmath_t>(), out.mutable_data_ptr<scalar_t>(),
+                                             begin, end, scratch.zeros.data(), scratch.samples, scratch.channels(0));
+      });
     });
   });
   return out;
@@ -264,8 +287,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
                         grad_output.scalar_type() == value.scalar_type(),
                     "grad_output: expected ", value.scalar_type(), " (", bs, ", ", num_queries, ", ",
                     heads * value.size(3), "), got ", grad_output.scalar_type(), " ", grad_output.sizes());
-  // Split the queries of each (b, h) task only when there are fewer tasks than threads.
-  const int64_t tasks = bs * heads;
+  // Split the queries of each image only when there are fewer images than threads.
+  const int64_t tasks = bs;
   const int64_t splits = tasks == 0 ? 1
                                     : std::clamp<int64_t>((at::get_num_threads() + tasks - 1) / tasks, 1,
                                                           std::max<int64_t>(1, num_queries / 256));
@@ -280,11 +303,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
     const auto& pb = storage.problem;
     at::parallel_for(0, splits * tasks, 1, [&](int64_t begin, int64_t end) {
       Scratch<scalar_t> scratch(pb.num_samples, pb.head_dims);
-      backward_range<scalar_t>(pb, splits, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
-                               attn.const_data_ptr<opmath_t>(), grad_output.const_data_ptr<scalar_t>(),
-                               grad_value.mutable_data_ptr<opmath_t>(), grad_loc.mutable_data_ptr<opmath_t>(),
-                               grad_attn.mutable_data_ptr<opmath_t>(), begin, end, scratch.zeros.data(),
-                               scratch.samples, scratch.channels(0), scratch.channels(1));
+      with_head_dims(pb.head_dims, [&](auto head_dims) {
+        backward_range<scalar_t, head_dims()>(
+            pb, splits, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
+            attn.const_data_ptr<opmath_t>(), grad_output.const_data_ptr<scalar_t>(),
+            grad_value.mutable_data_ptr<opmath_t>(), grad_loc.mutable_data_ptr<opmath_t>(),
+            grad_attn.mutable_data_ptr<opmath_t>(), begin, end, scratch.zeros.data(), scratch.samples,
+            scratch.channels(0), scratch.channels(1));
+      });
     });
   });
   if (!direct) grad_value = grad_value.sum(0).to(value.scalar_type());
