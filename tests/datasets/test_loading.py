@@ -78,7 +78,8 @@ def test_gray_rgba_and_16_bit_load_as_bgr_uint8(tmp_path):
 def _bad_files():
     """{name: content}: undecodable files; None: no file; a dict: a folder."""
     png = _png(np.zeros((36, 48, 3), np.uint8))
-    return {'truncated.png': png[:len(png) // 2], 'empty.png': b'', 'text.png': b'not an image', 'missing.png': None,
+    jpg = cv2.imencode('.jpg', np.random.default_rng(0).integers(0, 256, (36, 48, 3), np.uint8))[1].tobytes()
+    return {'truncated.png': png[:len(png) // 2], 'truncated.jpg': jpg[:-100], 'empty.png': b'', 'text.png': b'not an image', 'missing.png': None,
             'folder.png': {}}
 
 
