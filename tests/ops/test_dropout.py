@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import FFN
 
 import mmddetr.ops  # noqa: F401
-from mmddetr.models.layers import FastDropout, use_fast_dropout
+from mmddetr.models.layers import FastDropout
 from mmddetr.ops import dropout
 
 
@@ -76,16 +76,8 @@ def test_edge_probabilities_nan_and_errors():
     assert dropout(torch.empty(0, 5), 0.5).shape == (0, 5)
 
 
-def test_fast_dropout_module_swaps_in_with_same_p_and_state():
-    ffn = FFN(embed_dims=16, feedforward_channels=32, ffn_drop=0.2, dropout_layer=dict(type='Dropout', drop_prob=0.2))
-    before = ffn.state_dict()
-    use_fast_dropout(ffn)
-    drops = [m for m in ffn.modules() if isinstance(m, torch.nn.Dropout)]
-    assert drops and all(type(m) is FastDropout and m.p == 0.2 for m in drops)
-    assert before.keys() == ffn.state_dict().keys()
+def test_fast_dropout_module():
     x = torch.randn(4, 16)
-    ffn.eval()
-    assert torch.equal(ffn(x), ffn(x))
     drop = FastDropout(0.5)
     assert torch.equal(drop.eval()(x), x)
     assert not torch.equal(drop.train()(x), F.dropout(x, 0.0))

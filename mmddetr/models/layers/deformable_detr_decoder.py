@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mmddetr.registry import MODELS
 from .builder import build_from_cfg_or_default
-from .fast_dropout import use_fast_dropout
+from .fast_paths import use_fast_paths
 
 
 @MODELS.register_module()
@@ -25,7 +25,7 @@ class DeformableDetrTransformerDecoderLayer(BaseModule):
         norm_cfg (dict): Normalisation after each sub-layer. Default: ``dict(type='LN')``.
         init_cfg (dict, optional): Initialisation config.
 
-    Every plain ``nn.Dropout`` inside is replaced by :class:`FastDropout` (same p).
+    Sub-modules get the faster equivalents of :func:`use_fast_paths` (dropout masks, out-of-place ReLU).
     """
 
     def __init__(self,
@@ -41,7 +41,7 @@ class DeformableDetrTransformerDecoderLayer(BaseModule):
             cross_attn_cfg, 'mmddetr.MultiScaleDeformableAttention', batch_first=True, embed_dims=self.embed_dims)
         self.ffn = build_from_cfg_or_default(ffn_cfg, 'FFN', embed_dims=self.embed_dims)
         self.norms = ModuleList([build_norm_layer(norm_cfg, self.embed_dims)[1] for _ in range(3)])
-        use_fast_dropout(self)  # the FFN's and attention's nn.Dropout, same p, faster masks on CPU
+        use_fast_paths(self)
 
     def forward(self,
                 query: Tensor,

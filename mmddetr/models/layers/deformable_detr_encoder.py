@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mmddetr.registry import MODELS
 from .builder import build_from_cfg_or_default
-from .fast_dropout import use_fast_dropout
+from .fast_paths import use_fast_paths
 
 
 @MODELS.register_module()
@@ -22,7 +22,7 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
         norm_cfg (dict): Normalisation after each sub-layer. Default: ``dict(type='LN')``.
         init_cfg (dict, optional): Initialisation config.
 
-    Every plain ``nn.Dropout`` inside is replaced by :class:`FastDropout` (same p).
+    Sub-modules get the faster equivalents of :func:`use_fast_paths` (dropout masks, out-of-place ReLU).
     """
 
     def __init__(self,
@@ -36,7 +36,7 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
         self.embed_dims = self.self_attn.embed_dims
         self.ffn = build_from_cfg_or_default(ffn_cfg, 'FFN', embed_dims=self.embed_dims)
         self.norms = ModuleList([build_norm_layer(norm_cfg, self.embed_dims)[1] for _ in range(2)])
-        use_fast_dropout(self)  # the FFN's and attention's nn.Dropout, same p, faster masks on CPU
+        use_fast_paths(self)
 
     def forward(self, query: Tensor, query_pos: Tensor, key_padding_mask: Optional[Tensor], **kwargs) -> Tensor:
         """

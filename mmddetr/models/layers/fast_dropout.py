@@ -1,4 +1,4 @@
-"""``nn.Dropout`` on mmddetr's counter-based CPU dropout, and a helper that swaps it in."""
+"""``nn.Dropout`` on mmddetr's counter-based CPU dropout."""
 from torch import Tensor, nn
 
 from mmddetr.ops import dropout
@@ -14,14 +14,3 @@ class FastDropout(nn.Dropout):
     def forward(self, input: Tensor) -> Tensor:
         return dropout(input, self.p, self.training)
 
-
-def use_fast_dropout(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.Dropout`` inside ``module`` whose forward is torch's (plain ones, and mmcv's ``Dropout``
-    of ``dropout_layer`` configs, in its FFN and MultiheadAttention) by :class:`FastDropout` with the same ``p``;
-    returns ``module``."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.Dropout) and type(child).forward is nn.Dropout.forward:
-            setattr(module, name, FastDropout(child.p))
-        else:
-            use_fast_dropout(child)
-    return module
