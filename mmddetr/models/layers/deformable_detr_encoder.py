@@ -22,7 +22,7 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
         norm_cfg (dict): Normalisation after each sub-layer. Default: ``dict(type='LN')``.
         init_cfg (dict, optional): Initialisation config.
 
-    Sub-modules get the faster equivalents of :func:`use_fast_paths` (dropout masks, out-of-place ReLU).
+    Sub-modules get the faster equivalents of :func:`use_fast_paths` (dropout masks, ReLU in place only without autograd).
     """
 
     def __init__(self,
