@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.fileio import get_file_backend
 from mmengine.runner.checkpoint import save_checkpoint
 
@@ -17,7 +18,6 @@ def _serialised(obj) -> bytes:
 
 
 def test_config_backend_args_select_the_atomic_backend(tmp_path):
-    from mmengine.config import Config
     cfg = Config.fromfile('configs/toy/deformable_detr_r18_toy_refine_twostage.py')
     backend = get_file_backend(str(tmp_path), backend_args=cfg.default_hooks.checkpoint.backend_args)
     assert isinstance(backend, AtomicLocalBackend)
