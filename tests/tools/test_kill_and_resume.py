@@ -58,4 +58,7 @@ def test_kill_9_while_saving_then_resume_ends_with_the_uninterrupted_weights(run
     assert a['meta']['iter'] == b['meta']['iter'] == 6
     for key, value in a['state_dict'].items():
         assert torch.equal(b['state_dict'][key], value), key
-    assert not [name for name in os.listdir(killed) if name.endswith('.part')]
+    # the hook still keeps the newest two checkpoints (max_keep_ckpts=2) and points last_checkpoint at the newest
+    assert sorted(n for n in os.listdir(killed) if n.endswith(('.pth', '.part'))) == ['iter_4.pth', 'iter_6.pth']
+    with open(osp.join(killed, 'last_checkpoint')) as f:
+        assert f.read() == osp.join(killed, 'iter_6.pth')
