@@ -1,6 +1,6 @@
 """Stop an iteration-based training run after a wall-clock budget, with its last checkpoint and validation."""
 import time
-from typing import Optional
+from typing import List, Optional, Tuple
 
 from mmengine.hooks import Hook
 
@@ -14,7 +14,7 @@ class TimeBudgetHook(Hook):
     After ``estimate_after`` iterations, ``max_iters`` is set to what the measured speed allows (so the progress
     bar's ETA is right); the budget is then enforced exactly. Ending early goes through the loop's own last
     iteration, so the ``CheckpointHook`` saves the final weights and the loop runs its final validation. Time spent
-    in validation does not count.
+    in validation does not count. ``history`` records (iteration, training minutes, metrics) at every validation.
 
     Args:
         minutes (float): Training time budget.
@@ -30,6 +30,7 @@ class TimeBudgetHook(Hook):
         self.estimate_after = estimate_after
         self.elapsed = 0.0
         self.iters = 0
+        self.history: List[Tuple[int, float, dict]] = []
         self._start: Optional[float] = None
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
@@ -48,3 +49,6 @@ class TimeBudgetHook(Hook):
             loop._max_iters = runner.iter + 1
             runner.logger.info(f'TimeBudgetHook: {self.budget / 60:.1f} min used; stopping at iteration '
                                f'{loop.max_iters}')
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        self.history.append((runner.iter, self.elapsed / 60, dict(metrics or {})))
