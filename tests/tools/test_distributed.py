@@ -1,6 +1,8 @@
-"""`--launcher pytorch` on CPU: two torchrun processes with gloo train a toy config in lockstep."""
+"""`--launcher pytorch` on CPU: two torchrun processes with gloo train a toy config in lockstep, then test it with
+every val image gathered."""
 import json
 import os
+import pickle
 import sys
 
 from conftest import TOY
@@ -26,7 +28,7 @@ class ParamDigestHook(Hook):
 '''
 
 
-def test_two_cpu_processes_train_in_lockstep(run_tool, toy_options, tmp_path):
+def test_two_cpu_processes_train_in_lockstep(run_tool, toy_options, toy_root, tmp_path):
     (tmp_path / 'param_digest_hook.py').write_text(HOOK)
     config = tmp_path / 'dist_toy.py'
     config.write_text(f"_base_ = '{os.path.abspath(TOY)}'\n"
@@ -46,3 +48,16 @@ def test_two_cpu_processes_train_in_lockstep(run_tool, toy_options, tmp_path):
     assert digests[0]['world_size'] == 2 and digests[0]['wrapper'] == 'MMDistributedDataParallel'
     log = proc.stdout + proc.stderr
     assert 'coco/bbox_mAP' in log and (work / 'iter_2.pth').exists()
+
+    # the distributed test gathers the predictions of both ranks: one result per val image, each image once
+    out = tmp_path / 'results.pkl'
+    launcher[-1] = '--master_port=29518'
+    proc = run_tool('test.py', str(TOY), str(work / 'iter_2.pth'), '--launcher', 'pytorch', '--work-dir',
+                    str(tmp_path / 'test'), '--out', str(out), '--cfg-options', *toy_options, launcher=launcher)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out, 'rb') as f:
+        results = pickle.load(f)
+    with open(os.path.join(toy_root, 'annotations/instances_val.json')) as f:
+        val_ids = sorted(image['id'] for image in json.load(f)['images'])
+    assert sorted(r['img_id'] for r in results) == val_ids and len(val_ids) > 2
+    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
