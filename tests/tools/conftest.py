@@ -7,6 +7,21 @@ import pytest
 TOY = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
 
 
+def load_checkpoint(path):
+    """An mmengine checkpoint, loaded weights-only as torch >= 2.6 does by default (our allowlist applied)."""
+    import torch
+
+    from mmddetr.engine import allow_mmengine_checkpoint_globals
+    allow_mmengine_checkpoint_globals()
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def check_ok(proc):
+    """``proc`` after asserting it succeeded (its output tails otherwise)."""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
 @pytest.fixture(scope='session')
 def toy_root(tmp_path_factory):
     """A tiny toy dataset (16 train, 8 val images of 96 px), made once."""

@@ -10,18 +10,7 @@ import zipfile
 import pytest
 import torch
 
-from conftest import TOY
-
-
-def _load(path):
-    from mmddetr.engine import allow_mmengine_checkpoint_globals
-    allow_mmengine_checkpoint_globals()
-    return torch.load(path, map_location='cpu', weights_only=True)
-
-
-def _check(proc):
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+from conftest import TOY, check_ok, load_checkpoint
 
 
 def _kill_when_saving(args, work_dir, name, timeout=600):
@@ -44,17 +33,17 @@ def _kill_when_saving(args, work_dir, name, timeout=600):
 def test_kill_9_while_saving_then_resume_ends_with_the_uninterrupted_weights(run_tool, toy_options, tmp_path):
     options = toy_options + ['train_dataloader.num_workers=1', 'train_cfg.max_iters=6']
     full, killed = str(tmp_path / 'full'), str(tmp_path / 'killed')
-    _check(run_tool('train.py', TOY, '--work-dir', full, '--cfg-options', *options))
+    check_ok(run_tool('train.py', TOY, '--work-dir', full, '--cfg-options', *options))
 
     mid_save = _kill_when_saving([TOY, '--work-dir', killed, '--cfg-options', *options], killed, 'iter_4.pth')
     for name in os.listdir(killed):  # every checkpoint left is complete; a part file is not mistaken for one
         if name.endswith('.pth'):
             assert not name.startswith('.') and zipfile.is_zipfile(osp.join(killed, name)), name
 
-    proc = _check(run_tool('train.py', TOY, '--work-dir', killed, '--resume', '--cfg-options', *options))
+    proc = check_ok(run_tool('train.py', TOY, '--work-dir', killed, '--resume', '--cfg-options', *options))
     step = 2 if mid_save else 4
     assert f'resumed epoch: 0, iter: {step}' in proc.stdout + proc.stderr
-    a, b = _load(osp.join(full, 'iter_6.pth')), _load(osp.join(killed, 'iter_6.pth'))
+    a, b = load_checkpoint(osp.join(full, 'iter_6.pth')), load_checkpoint(osp.join(killed, 'iter_6.pth'))
     assert a['meta']['iter'] == b['meta']['iter'] == 6
     for key, value in a['state_dict'].items():
         assert torch.equal(b['state_dict'][key], value), key

@@ -5,18 +5,7 @@ import pickle
 
 import torch
 
-from conftest import TOY
-
-
-def _load(path):
-    from mmddetr.engine import allow_mmengine_checkpoint_globals
-    allow_mmengine_checkpoint_globals()
-    return torch.load(path, map_location='cpu', weights_only=True)
-
-
-def _check(proc):
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+from conftest import TOY, check_ok, load_checkpoint
 
 
 def test_missing_coco_stops_with_where_and_toy_config(run_tool, tmp_path):
@@ -32,12 +21,12 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(run_tool, toy_opti
     # augmentation runs in a data worker (as in our configs): its seeded stream replays when resume skips batches
     toy_options = toy_options + ['train_dataloader.num_workers=1']
     full, split = str(tmp_path / 'full'), str(tmp_path / 'split')
-    _check(run_tool('train.py', TOY, '--work-dir', full, '--cfg-options', *toy_options, 'train_cfg.max_iters=4'))
-    _check(run_tool('train.py', TOY, '--work-dir', split, '--cfg-options', *toy_options, 'train_cfg.max_iters=2'))
-    proc = _check(run_tool('train.py', TOY, '--work-dir', split, '--resume', '--cfg-options', *toy_options,
+    check_ok(run_tool('train.py', TOY, '--work-dir', full, '--cfg-options', *toy_options, 'train_cfg.max_iters=4'))
+    check_ok(run_tool('train.py', TOY, '--work-dir', split, '--cfg-options', *toy_options, 'train_cfg.max_iters=2'))
+    proc = check_ok(run_tool('train.py', TOY, '--work-dir', split, '--resume', '--cfg-options', *toy_options,
                            'train_cfg.max_iters=4'))
     assert 'resumed' in proc.stdout + proc.stderr
-    a, b = _load(osp.join(full, 'iter_4.pth')), _load(osp.join(split, 'iter_4.pth'))
+    a, b = load_checkpoint(osp.join(full, 'iter_4.pth')), load_checkpoint(osp.join(split, 'iter_4.pth'))
     assert a['meta']['iter'] == b['meta']['iter'] == 4
     for key, value in a['state_dict'].items():
         assert torch.equal(b['state_dict'][key], value), key
@@ -48,9 +37,9 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(run_tool, toy_opti
 
 def test_test_tool_evaluates_dumps_and_draws(run_tool, toy_options, tmp_path):
     work = str(tmp_path / 'train')
-    _check(run_tool('train.py', TOY, '--work-dir', work, '--cfg-options', *toy_options, 'train_cfg.max_iters=2'))
+    check_ok(run_tool('train.py', TOY, '--work-dir', work, '--cfg-options', *toy_options, 'train_cfg.max_iters=2'))
     out = str(tmp_path / 'results.pkl')
-    proc = _check(run_tool('test.py', TOY, osp.join(work, 'iter_2.pth'), '--work-dir', str(tmp_path / 'test'),
+    proc = check_ok(run_tool('test.py', TOY, osp.join(work, 'iter_2.pth'), '--work-dir', str(tmp_path / 'test'),
                            '--out', out, '--show-dir', 'vis', '--cfg-options', *toy_options))
     assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
     with open(out, 'rb') as f:
@@ -60,7 +49,7 @@ def test_test_tool_evaluates_dumps_and_draws(run_tool, toy_options, tmp_path):
 
 
 def test_amp_on_cpu_uses_bfloat16_and_stays_finite(run_tool, toy_options, tmp_path):
-    proc = _check(run_tool('train.py', TOY, '--amp', '--work-dir', str(tmp_path), '--cfg-options', *toy_options,
+    proc = check_ok(run_tool('train.py', TOY, '--amp', '--work-dir', str(tmp_path), '--cfg-options', *toy_options,
                            'train_cfg.max_iters=2'))
     log = proc.stdout + proc.stderr
     assert "dtype='bfloat16'" in log and "type='AutocastOptimWrapper'" in log
