@@ -12,6 +12,7 @@ def test_class_count_mismatch_stops_training(tmp_path):
     root = str(tmp_path / 'toy') + '/'
     make_toy_dataset(root, num_train=4, num_val=2, size=64)
     options = {f'{loader}.dataset.data_root': root for loader in ('train_dataloader', 'val_dataloader')}
+    options['val_evaluator.ann_file'] = root + 'annotations/instances_val.json'  # no data/toy/ needed
     options.update({'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
                     'train_cfg.max_iters': 1, 'model.bbox_head.num_classes': 4})
     runner = build_runner(load_config(TOY, options, work_dir=str(tmp_path / 'work')))
