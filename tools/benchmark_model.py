@@ -7,7 +7,7 @@ implementation: median time over ``--repeat`` runs after a warm-up, peak memory 
 the built model; CUDA: peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula for our op).
 
     python tools/benchmark_model.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads 2] [--repeat 3]
-                                    [--compile] [--json FILE]
+                                    [--compile] [--passes inference 'train step'] [--json FILE]
 
 Rows: inference at 800x1333 (batch 1; and batch 4 on CUDA) and one training step (forward, loss, backward) at
 512x672 on CPU, 800x1333 on CUDA (batch 2, as the configs' per-GPU batch).
@@ -159,6 +159,8 @@ def main():
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--compile', action='store_true', help='also time our detector under torch.compile')
+    parser.add_argument('--passes', nargs='+', choices=['inference', 'train step'], default=['inference', 'train step'],
+                        help='which rows to run')
     parser.add_argument('--json', help='write the rows to this file')
     args = parser.parse_args()
     rows = [('inference', 1, (800, 1333))]
@@ -166,6 +168,7 @@ def main():
         rows += [('inference', 4, (800, 1333)), ('train step', 2, (800, 1333))]
     else:
         rows += [('train step', 2, (512, 672))]
+    rows = [row for row in rows if row[0] in args.passes]
     check_equal(args.device)
     print(f'device {args.device}, {args.dtype}, {args.threads} threads; predictions of both equal (1e-4)')
     print('| pass | batch | size | ours s | mmdet s | speed-up | target | ours peak MB | mmdet peak MB | '
