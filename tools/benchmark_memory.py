@@ -67,9 +67,10 @@ class ResidentMemoryHook(Hook):
 
 
 def report(samples: list, start: int, window: int, threshold_mb: float) -> str:
-    """Growth of the largest RSS in a window of iterations, from the window at ``start`` (the first if the run is
-    shorter) to the last window."""
-    base = [s for s in samples if s[0] >= start][:window] or samples[:window]
+    """Growth of the largest RSS in a window of iterations, from the first printed window starting at or after
+    ``start`` (the first window if the run is shorter) to the last window."""
+    first = -(-(start - 1) // window) * window + 1  # windows are 1..window, window+1..2*window, ...
+    base = [s for s in samples if first <= s[0] < first + window] or samples[:window]
     end = samples[-window:]
     (main0, workers0), (main1, workers1) = [(max(s[1] for s in w), max(s[2] for s in w)) for w in (base, end)]
     verdict = 'flat' if main1 - main0 < threshold_mb else 'GROWING'
