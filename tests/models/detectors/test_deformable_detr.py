@@ -138,3 +138,20 @@ def test_extreme_aspect_ratios_and_mixed_sizes_train_and_predict(sizes, build_de
         assert torch.isfinite(bboxes).all() and torch.isfinite(result.pred_instances.scores).all()
         assert (bboxes[:, 0::2] >= 0).all() and (bboxes[:, 0::2] <= w).all()
         assert (bboxes[:, 1::2] >= 0).all() and (bboxes[:, 1::2] <= h).all()
+
+
+def test_cpu_inference_runs_the_backbone_channels_last_with_the_same_features(build_detector, det_batch):
+    """Without autograd the image goes channels-last (oneDNN's layout; the speed-up of CPU inference); with autograd
+    it stays as given. The features agree to float rounding."""
+    model = build_detector('configs/toy/deformable_detr_r18_toy.py')
+    model.eval()
+    inputs, _ = det_batch(sizes=((96, 128), (64, 128)))
+    layouts = []
+    model.backbone.register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        fast = model.extract_feat(inputs)
+    default = model.extract_feat(inputs)
+    assert layouts == [True, False]
+    for f, d in zip(fast, default):
+        torch.testing.assert_close(f, d, atol=1e-5, rtol=1e-5)
