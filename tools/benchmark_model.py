@@ -3,7 +3,8 @@
 Both detectors are built from their own configs (ours: configs/deformable_detr_r50_refine_twostage.py; mmdet's:
 its deformable-detr-refine-twostage_r50_16xb2-50e_coco.py, with mmcv's attention), mmdet's random weights are loaded
 strictly into ours and the predictions are checked equal first. Each row then runs in a fresh process per
-implementation: median time over ``--repeat`` runs after a warm-up, peak memory (CPU: peak resident set size above
+implementation, their timed steps taking turns (one of each per round, so machine drift hits both alike): median time
+over ``--repeat`` rounds after a warm-up, peak memory (CPU: peak resident set size above
 the built model; CUDA: peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula for our op).
 
     python tools/benchmark_model.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads 2] [--repeat 3]
@@ -13,7 +14,6 @@ Rows: inference at 800x1333 (batch 1; and batch 4 on CUDA) and one training step
 512x672 on CPU, 800x1333 on CUDA (batch 2, as the configs' per-GPU batch).
 """
 import argparse
-import concurrent.futures
 import json
 import multiprocessing
 import os
@@ -96,8 +96,10 @@ def flops_of(model, step):
     return counter.get_total_flops()
 
 
-def measure(impl, mode, batch, size, device, dtype_name, threads, repeat, compile_model):
-    """One (implementation, row) in this fresh process."""
+def _serve(conn, impl, mode, batch, size, device, dtype_name, threads, compile_model):
+    """Worker process of one (implementation, row): builds, warms up, reports size and peak memory, then times one
+    step per request (so the implementations' timed steps interleave, and machine drift hits them alike); FLOPs
+    last."""
     import torch
     torch.set_num_threads(threads)
     dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[dtype_name]
@@ -123,15 +125,38 @@ def measure(impl, mode, batch, size, device, dtype_name, threads, repeat, compil
             torch.cuda.synchronize()
 
     step()  # warm-up (and compilation)
-    peak = peak_memory_bytes(step, device)
-    times = []
-    for _ in range(repeat):
+    conn.send(dict(peak_mb=peak_memory_bytes(step, device) / 2**20, params=params))
+    while conn.recv():
         start = time.perf_counter()
         step()
-        times.append(time.perf_counter() - start)
+        conn.send(time.perf_counter() - start)
     flops = flops_of(model, step) if not compile_model else None
-    return dict(seconds=sorted(times)[len(times) // 2], peak_mb=peak / 2**20, params=params, gflops=(
-        flops / 1e9 if flops else None))
+    conn.send(flops / 1e9 if flops else None)
+
+
+def measure(variants, common, repeat):
+    """{variant: dict(seconds (median), peak_mb, params, gflops)}; a variant is (implementation, compiled). Each
+    runs in its own fresh process, started one after the other (builds and warm-ups never overlap a timing); the
+    timed steps then take turns, one of each per round."""
+    ctx = multiprocessing.get_context('spawn')
+    workers, results = {}, {}
+    for variant in variants:
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(child, variant[0], *common, variant[1]), daemon=True)
+        proc.start()
+        workers[variant] = (proc, conn)
+        results[variant] = dict(conn.recv(), times=[])
+    for _ in range(repeat):
+        for variant, (_, conn) in workers.items():
+            conn.send(True)
+            results[variant]['times'].append(conn.recv())
+    for variant, (proc, conn) in workers.items():
+        conn.send(False)
+        results[variant]['gflops'] = conn.recv()
+        proc.join()
+        times = sorted(results[variant].pop('times'))
+        results[variant]['seconds'] = times[len(times) // 2]
+    return results
 
 
 def check_equal(device):
@@ -144,12 +169,6 @@ def check_equal(device):
         with torch.no_grad():
             results.append(model.predict(inputs, samples)[0].pred_instances)
     torch.testing.assert_close(results[1].scores, results[0].scores, atol=1e-4, rtol=1e-4)
-
-
-def _in_fresh_process(*args):
-    ctx = multiprocessing.get_context('spawn')
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        return pool.submit(measure, *args).result()
 
 
 def main():
@@ -176,14 +195,15 @@ def main():
     print('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     report = []
     for mode, batch, size in rows:
-        common = (mode, batch, size, args.device, args.dtype, args.threads, args.repeat)
-        ours = _in_fresh_process('ours', *common, False)
-        theirs = _in_fresh_process('mmdet', *common, False)
+        common = (mode, batch, size, args.device, args.dtype, args.threads)
+        variants = [('ours', False), ('mmdet', False)] + [('ours', True)] * args.compile
+        results = measure(variants, common, args.repeat)
+        ours, theirs = results[('ours', False)], results[('mmdet', False)]
         speedup = theirs['seconds'] / ours['seconds']
         target = TARGETS[(args.device, mode)]
         row = dict(mode=mode, batch=batch, size=size, ours=ours, mmdet=theirs, speedup=speedup, target=target)
         if args.compile:
-            row['ours_compiled'] = _in_fresh_process('ours', *common, True)
+            row['ours_compiled'] = results[('ours', True)]
         report.append(row)
         gflops = f'{ours["gflops"]:.0f}' if ours['gflops'] else '-'
         print(f'| {mode} | {batch} | {size[0]}x{size[1]} | {ours["seconds"]:.2f} | {theirs["seconds"]:.2f} | '
