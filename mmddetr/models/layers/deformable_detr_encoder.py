@@ -9,6 +9,7 @@ from torch import Tensor
 from mmddetr.registry import MODELS
 from .builder import build_from_cfg_or_default
 from .fast_paths import use_fast_paths
+from .multi_scale_deform_attn import MultiScaleDeformableAttention
 
 
 @MODELS.register_module()
@@ -20,6 +21,9 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
             ``batch_first`` to True. Any module with that forward signature can be swapped in.
         ffn_cfg (dict): FFN config; ``type`` defaults to mmcv's ``FFN``.
         norm_cfg (dict): Normalisation after each sub-layer. Default: ``dict(type='LN')``.
+        inference_chunk (int): Inference (eval mode, no autograd) runs the layer in chunks of this many queries
+            after the value projection, everything after it being per query: each chunk's intermediates stay in
+            cache instead of a fresh full-size tensor per step. Same values. Default: 4096.
         init_cfg (dict, optional): Initialisation config.
 
     Sub-modules get the faster equivalents of :func:`use_fast_paths` (dropout masks, ReLU in place only without autograd).
@@ -29,8 +33,12 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
                  self_attn_cfg: Optional[dict] = None,
                  ffn_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='LN'),
+                 inference_chunk: int = 4096,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if inference_chunk < 1:
+            raise ValueError(f'inference_chunk must be at least 1, but got {inference_chunk}')
+        self.inference_chunk = inference_chunk
         self.self_attn = build_from_cfg_or_default(
             self_attn_cfg, 'mmddetr.MultiScaleDeformableAttention', batch_first=True)
         self.embed_dims = self.self_attn.embed_dims
@@ -50,11 +58,27 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
         Returns:
             Tensor: (bs, num_keys, C).
         """
+        if (not self.training and not torch.is_grad_enabled() and query.shape[1] > self.inference_chunk
+                and isinstance(self.self_attn, MultiScaleDeformableAttention) and self.self_attn.batch_first):
+            return self._infer_in_chunks(query, query_pos, key_padding_mask, **kwargs)
         query = self.self_attn(query=query, key=query, value=query, query_pos=query_pos, key_pos=query_pos,
                                key_padding_mask=key_padding_mask, **kwargs)
         query = self.norms[0](query)
         query = self.ffn(query)
         return self.norms[1](query)
+
+    def _infer_in_chunks(self, query: Tensor, query_pos: Tensor, key_padding_mask: Optional[Tensor],
+                         reference_points: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
+                         **kwargs) -> Tensor:
+        """:meth:`forward` with the values projected once, then the rest chunk by chunk of queries."""
+        value = self.self_attn.project_value(query, key_padding_mask)  # (bs, num_keys, num_heads, head_dims)
+        out = torch.empty_like(query)
+        for start in range(0, query.shape[1], self.inference_chunk):
+            rows = slice(start, start + self.inference_chunk)
+            x = self.self_attn.attend(query[:, rows] + query_pos[:, rows], value, query[:, rows],
+                                      reference_points[:, rows], spatial_shapes, level_start_index)
+            out[:, rows] = self.norms[1](self.ffn(self.norms[0](x)))
+        return out
 
 
 @MODELS.register_module()

@@ -123,20 +123,36 @@ class MultiScaleDeformableAttention(BaseModule):
         if reference_points is None or reference_points.shape[-1] not in (2, 4):
             got = None if reference_points is None else tuple(reference_points.shape)
             raise ValueError(f'reference_points: expected (bs, num_query, num_levels, 2 or 4), got {got}')
-        bs = query.shape[0]
-        num_value = value.shape[1]
+        output = self.attend(query, self.project_value(value, key_padding_mask), identity if self.batch_first else
+                             identity.permute(1, 0, 2), reference_points, spatial_shapes, level_start_index)
+        return output if self.batch_first else output.permute(1, 0, 2)
 
+    def project_value(self, value: Tensor, key_padding_mask: Optional[Tensor] = None) -> Tensor:
+        """The values every query samples from: (bs, num_value, C) → (bs, num_value, num_heads, head_dims), zero at
+        padded positions (``key_padding_mask`` (bs, num_value), True there)."""
+        bs, num_value, _ = value.shape
         value = self.value_proj(value)
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
-        value = value.view(bs, num_value, self.num_heads, -1)  # (bs, num_value, num_heads, head_dims)
+        return value.view(bs, num_value, self.num_heads, -1)
+
+    def attend(self, query: Tensor, value: Tensor, identity: Tensor, reference_points: Tensor, spatial_shapes: Tensor,
+               level_start_index: Tensor) -> Tensor:
+        """The per-query part of :meth:`forward`, batch first: any subset of the queries gives those rows.
+
+        Args:
+            query (Tensor): (bs, num_query, C), positional encoding included.
+            value (Tensor): (bs, num_value, num_heads, head_dims) from :meth:`project_value`.
+            identity (Tensor): (bs, num_query, C) residual.
+            reference_points, spatial_shapes, level_start_index: as in :meth:`forward`.
+
+        Returns:
+            Tensor: (bs, num_query, C).
+        """
         sampling_locations, attention_weights = self.sampling_points(query, reference_points, spatial_shapes)
         output = multi_scale_deformable_attn(value, spatial_shapes, level_start_index, sampling_locations,
                                              attention_weights, self.im2col_step)
-        output = self.output_proj(output)  # (bs, num_query, C)
-        if not self.batch_first:
-            output = output.permute(1, 0, 2)
-        return self.dropout(output) + identity
+        return self.dropout(self.output_proj(output)) + identity  # (bs, num_query, C)
 
     def sampling_points(self, query: Tensor, reference_points: Tensor,
                         spatial_shapes: Tensor) -> Tuple[Tensor, Tensor]:

@@ -53,6 +53,7 @@ def model_pair(request):
     ours_cfg = Config.fromfile(os.path.join('configs', request.param))
     for cfg in (theirs_cfg, ours_cfg):
         cfg.model.backbone.init_cfg = None
+    ours_cfg.model.encoder.layer_cfg.inference_chunk = 100  # predictions below go through the chunked encoder
     with DefaultScope.overwrite_default_scope('mmdet'):
         theirs = MMDET_MODELS.build(theirs_cfg.model)
         theirs.init_weights()

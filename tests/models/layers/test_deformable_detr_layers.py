@@ -38,6 +38,27 @@ def test_encoder_runs_any_embed_dims():
     assert out.shape == x.shape and encoder.embed_dims == 48
 
 
+def test_encoder_inference_in_chunks_equals_the_whole_pass():
+    """Eval without autograd runs each layer chunk by chunk of queries (7 here, the last one short); padding too."""
+    torch.manual_seed(0)
+    cfg = _layer_cfg()
+    cfg['inference_chunk'] = 7
+    encoder = DeformableDetrTransformerEncoder(num_layers=2, layer_cfg=cfg).eval()
+    for p in encoder.parameters():  # offsets and attention logits start at zero; make every path count
+        nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, 30, 32)
+    pos, mask = torch.randn_like(x), torch.zeros(2, 30, dtype=torch.bool)
+    mask[1, 20:] = True
+    valid_ratios = torch.tensor([[[1.0, 1.0]] * 2, [[0.5, 1.0]] * 2])
+    whole = encoder(x, pos, mask, SHAPES, START, valid_ratios)  # autograd on: one pass
+    calls = []
+    encoder.layers[0].ffn.register_forward_hook(lambda _, args, out: calls.append(args[0].shape[1]))
+    with torch.no_grad():
+        chunked = encoder(x, pos, mask, SHAPES, START, valid_ratios)
+    assert calls == [7, 7, 7, 7, 2]
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+
+
 def _decoder_inputs(refine_dims=2):
     gen = torch.Generator().manual_seed(0)
     return dict(query=torch.randn(2, 5, 32, generator=gen), query_pos=torch.randn(2, 5, 32, generator=gen),
