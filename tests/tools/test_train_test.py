@@ -3,6 +3,7 @@ import glob
 import os.path as osp
 import pickle
 
+import pytest
 import torch
 
 from conftest import TOY, check_ok, load_checkpoint
@@ -54,3 +55,28 @@ def test_amp_on_cpu_uses_bfloat16_and_stays_finite(run_tool, toy_options, tmp_pa
     log = proc.stdout + proc.stderr
     assert "dtype='bfloat16'" in log and "type='AutocastOptimWrapper'" in log
     assert 'loss: nan' not in log and 'loss: ' in log
+
+
+def test_tensorboard_gets_losses_and_val_metrics_when_installed(run_tool, toy_options, tmp_path):
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    check_ok(run_tool('train.py', TOY, '--work-dir', str(tmp_path), '--cfg-options', *toy_options,
+                      'train_cfg.max_iters=2'))
+    events = glob.glob(str(tmp_path / '*' / 'vis_data' / 'events.out.tfevents.*'))
+    assert len(events) == 1
+    scalars = EventAccumulator(events[0]).Reload().Tags()['scalars']
+    assert {'loss', 'lr', 'coco/bbox_mAP'} <= set(scalars), scalars
+
+
+def test_tensorboard_is_skipped_quietly_when_absent(monkeypatch):
+    from mmengine.config import Config
+
+    from mmddetr.engine import add_tensorboard, launch
+    cfg = Config(dict(visualizer=dict(type='DetLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')])))
+    monkeypatch.setattr(launch.importlib.util, 'find_spec', lambda name: None)
+    add_tensorboard(cfg)
+    assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend']
+    monkeypatch.undo()
+    if launch.importlib.util.find_spec('tensorboard') is not None:
+        add_tensorboard(cfg)
+        assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend', 'TensorboardVisBackend']

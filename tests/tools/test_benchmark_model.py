@@ -1,0 +1,37 @@
+"""tools/benchmark_model.py's toy row compares like with like: mmdet's classes (its two-stage head widened to any
+embed dims) on our toy config take the same weights as ours and give the same predictions and losses."""
+import os
+import sys
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'tools'))
+from benchmark_model import build, make_batch  # noqa: E402
+
+
+def _no_dropout(model):
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        elif isinstance(m, nn.MultiheadAttention):
+            m.dropout = 0.0
+    return model
+
+
+def test_toy_row_builds_mmdet_and_ours_alike():
+    theirs, ours = (_no_dropout(build(impl, 'cpu', toy=True)) for impl in ('mmdet', 'ours'))
+    assert type(theirs).__name__ == 'DeformableDETRAnyDims'
+    assert type(ours).__module__.startswith('mmddetr.')
+    assert ours.embed_dims == theirs.embed_dims == 128
+    inputs, samples = make_batch(2, 96, 128, 'cpu', num_classes=5)
+    theirs.eval(), ours.eval()
+    with torch.no_grad():
+        pred_t, pred_o = theirs.predict(inputs, samples), ours.predict(inputs, samples)
+    for t, o in zip(pred_t, pred_o):
+        torch.testing.assert_close(o.pred_instances.scores, t.pred_instances.scores, atol=1e-4, rtol=1e-4)
+    theirs.train(), ours.train()
+    losses_t, losses_o = theirs.loss(inputs, samples), ours.loss(inputs, samples)
+    assert list(losses_o) == list(losses_t)
+    for key in losses_t:
+        torch.testing.assert_close(losses_o[key], losses_t[key], atol=1e-4, rtol=1e-4, msg=key)
