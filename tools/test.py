@@ -12,7 +12,8 @@ from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmengine.config import DictAction
 
-from mmddetr.engine import UnknownTypeError, build_runner, check_data_exists, load_config, unknown_types_explained
+from mmddetr.engine import (UnknownTypeError, build_runner, check_data_exists, configure_tensorboard, load_config,
+                            unknown_types_explained)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    configure_tensorboard(cfg, add=False)
     if not osp.isfile(args.checkpoint):
         sys.exit(f'error: checkpoint: no such file {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):

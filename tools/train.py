@@ -12,7 +12,7 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmddetr.engine import (UnknownTypeError, add_tensorboard, build_runner, check_data_exists, latest_checkpoint,
+from mmddetr.engine import (UnknownTypeError, configure_tensorboard, build_runner, check_data_exists, latest_checkpoint,
                             load_config, setup_amp, unknown_types_explained)
 
 
@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> Config:
     """The config as the command line asks for it."""
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    add_tensorboard(cfg)
+    configure_tensorboard(cfg)
     if args.amp:
         setup_amp(cfg)
     if args.auto_scale_lr:

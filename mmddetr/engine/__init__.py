@@ -1,14 +1,14 @@
 from .checkpoint_globals import allow_mmengine_checkpoint_globals
 from .checkpoint_io import AtomicLocalBackend, latest_checkpoint
 from .hooks import RNGStateHook, TimeBudgetHook
-from .launch import (UnknownTypeError, add_tensorboard, build_runner, check_data_exists, explain_unknown_type,
+from .launch import (UnknownTypeError, build_runner, check_data_exists, configure_tensorboard, explain_unknown_type,
                      load_config, setup_amp, setup_launcher, unknown_types_explained)
 from .optimizers import AutocastOptimWrapper
 
 __all__ = [
     'AtomicLocalBackend', 'AutocastOptimWrapper', 'RNGStateHook', 'TimeBudgetHook', 'UnknownTypeError',
-    'add_tensorboard', 'allow_mmengine_checkpoint_globals', 'build_runner', 'check_data_exists', 'explain_unknown_type',
-    'latest_checkpoint', 'load_config', 'setup_amp', 'setup_launcher', 'unknown_types_explained'
+    'allow_mmengine_checkpoint_globals', 'build_runner', 'check_data_exists', 'configure_tensorboard',
+    'explain_unknown_type', 'latest_checkpoint', 'load_config', 'setup_amp', 'setup_launcher', 'unknown_types_explained'
 ]
 
 # mmengine's resume and mmdet's init_detector / DetInferencer load checkpoints with torch.load's weights-only

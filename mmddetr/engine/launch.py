@@ -4,6 +4,7 @@ import contextlib
 import difflib
 import importlib
 import importlib.util
+import logging
 import os
 import os.path as osp
 import re
@@ -12,6 +13,7 @@ from typing import Iterator, List, Optional, Tuple
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import Registry
 
 TOY_CONFIG = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
@@ -168,12 +170,21 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
         dist.init_process_group('gloo', rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))
 
 
-def add_tensorboard(cfg: Config) -> None:
-    """Log to TensorBoard as well (``<work_dir>/<time>/vis_data``) when tensorboard is installed."""
-    if importlib.util.find_spec('tensorboard') is None or 'visualizer' not in cfg:
+def configure_tensorboard(cfg: Config, add: bool = True) -> None:
+    """TensorBoard logging (``<work_dir>/<time>/vis_data``): added to the visualizer's backends when tensorboard is
+    installed (and ``add``); when it is not, any TensorBoard backend the config names (e.g. a config dumped by a
+    training run on a machine that had it) is dropped with a warning, since mmengine would fail at its first write,
+    mid-run."""
+    if 'visualizer' not in cfg:
         return
     backends = cfg.visualizer.setdefault('vis_backends', [])
-    if not any('Tensorboard' in str(b.get('type')) for b in backends):
+    is_tensorboard = ['Tensorboard' in str(b.get('type')) for b in backends]
+    if importlib.util.find_spec('tensorboard') is None:
+        if any(is_tensorboard):
+            print_log('tensorboard is not installed: the config\'s TensorboardVisBackend is left out '
+                      '(pip install tensorboard to log there)', logger='current', level=logging.WARNING)
+            cfg.visualizer.vis_backends = [b for b, tb in zip(backends, is_tensorboard) if not tb]
+    elif add and not any(is_tensorboard):
         backends.append(dict(type='TensorboardVisBackend'))
 
 

@@ -68,15 +68,30 @@ def test_tensorboard_gets_losses_and_val_metrics_when_installed(run_tool, toy_op
     assert {'loss', 'lr', 'coco/bbox_mAP'} <= set(scalars), scalars
 
 
-def test_tensorboard_is_skipped_quietly_when_absent(monkeypatch):
+def test_tensorboard_backend_follows_whether_tensorboard_is_installed(monkeypatch):
+    """Added for training when installed; when absent, nothing is added and a backend the config names (e.g. a
+    config dumped by a run on a machine that had it) is dropped with a warning instead of failing mid-run."""
     from mmengine.config import Config
 
-    from mmddetr.engine import add_tensorboard, launch
-    cfg = Config(dict(visualizer=dict(type='DetLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')])))
-    monkeypatch.setattr(launch.importlib.util, 'find_spec', lambda name: None)
-    add_tensorboard(cfg)
-    assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend']
-    monkeypatch.undo()
-    if launch.importlib.util.find_spec('tensorboard') is not None:
-        add_tensorboard(cfg)
+    from mmddetr.engine import configure_tensorboard, launch
+
+    def backends(names):
+        return Config(dict(visualizer=dict(type='DetLocalVisualizer', vis_backends=[dict(type=n) for n in names])))
+
+    with monkeypatch.context() as m:
+        m.setattr(launch.importlib.util, 'find_spec', lambda name: None)
+        cfg = backends(['LocalVisBackend'])
+        configure_tensorboard(cfg)
+        assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend']
+        cfg = backends(['LocalVisBackend', 'TensorboardVisBackend'])
+        configure_tensorboard(cfg, add=False)
+        assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend']
+    with monkeypatch.context() as m:
+        m.setattr(launch.importlib.util, 'find_spec', lambda name: object())  # installed
+        cfg = backends(['LocalVisBackend'])
+        configure_tensorboard(cfg)
+        configure_tensorboard(cfg)
         assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend', 'TensorboardVisBackend']
+        cfg = backends(['LocalVisBackend'])
+        configure_tensorboard(cfg, add=False)
+        assert [b['type'] for b in cfg.visualizer.vis_backends] == ['LocalVisBackend']
