@@ -49,6 +49,22 @@ def logged_warnings():
     logger.removeHandler(handler)
 
 
+@pytest.fixture(scope='session')
+def no_dropout():
+    """``off(model)`` → ``model`` with every dropout probability zero (``nn.Dropout`` and its subclasses such as
+    ``FastDropout``, and ``nn.MultiheadAttention``'s), so two implementations compare without random masks."""
+
+    def off(model):
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+            elif isinstance(m, torch.nn.MultiheadAttention):
+                m.dropout = 0.0
+        return model
+
+    return off
+
+
 @pytest.fixture
 def build_detector():
     """Factory: ``build(config_path, scope='mmddetr', cfg_options=None, **model_overrides)`` → detector with random

@@ -4,23 +4,13 @@ import os
 import sys
 
 import torch
-from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'tools'))
 from benchmark_model import build, make_batch  # noqa: E402
 
 
-def _no_dropout(model):
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-        elif isinstance(m, nn.MultiheadAttention):
-            m.dropout = 0.0
-    return model
-
-
-def test_toy_row_builds_mmdet_and_ours_alike():
-    theirs, ours = (_no_dropout(build(impl, 'cpu', toy=True)) for impl in ('mmdet', 'ours'))
+def test_toy_row_builds_mmdet_and_ours_alike(no_dropout):
+    theirs, ours = (no_dropout(build(impl, 'cpu', toy=True)) for impl in ('mmdet', 'ours'))
     assert type(theirs).__name__ == 'DeformableDETRAnyDims'
     assert type(ours).__module__.startswith('mmddetr.')
     assert ours.embed_dims == theirs.embed_dims == 128

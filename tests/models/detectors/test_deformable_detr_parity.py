@@ -29,17 +29,8 @@ def _randomise(model: nn.Module, seed: int = 0) -> None:
                 b.copy_(torch.rand(b.shape, generator=gen) + 0.5)
 
 
-def _no_dropout(model: nn.Module) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-        elif isinstance(m, nn.MultiheadAttention):
-            m.dropout = 0.0
-    return model
-
-
 @pytest.fixture(scope='module', params=list(VARIANTS))
-def model_pair(request):
+def model_pair(request, no_dropout):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS as MMDET_MODELS
@@ -62,7 +53,7 @@ def model_pair(request):
     assert type(theirs).__module__.startswith('mmdet.') and type(ours).__module__.startswith('mmddetr.')
     _randomise(theirs)
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    return _no_dropout(theirs), _no_dropout(ours)
+    return no_dropout(theirs), no_dropout(ours)
 
 
 def test_state_dict_names_equal_mmdet(model_pair):
