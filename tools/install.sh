@@ -66,6 +66,6 @@ if [ "$installed_from" = "$(pwd)" ]; then
   $PY setup.py -q build_ext --inplace
 else
   say "installing mmddetr from $(pwd) (editable) and building its extension"
-  $PIP --no-build-isolation --no-deps -e .
+  $PIP --no-build-isolation --use-pep517 --no-deps -e .
 fi
 $PY -c "import mmddetr.ops as o; print('[install] mmddetr extension:', o.extension_status())"

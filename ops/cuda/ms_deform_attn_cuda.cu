@@ -2,9 +2,11 @@
 //
 // Thread layout: a group of G lanes (a power of two, G <= 32, all within one warp) serves one (b, query, head); each
 // lane owns chunks of N consecutive channels (N * sizeof(scalar_t) = 16 bytes when head_dims allows), loaded with one
-// vector instruction per bilinear corner. The backward reduces the per-point gradients of the locations and the
-// attention weights across the group with warp shuffles and adds grad_value with opmath_t atomics. All indexing is
-// int64 and the grid is strided, so there is no batch-size or im2col_step constraint.
+// vector instruction per bilinear corner. The backward gives every lane 4 channels in every 16- and 32-bit dtype (so a
+// 16-bit backward runs the float32 one's lanes and atomics), reduces the per-point gradients of the locations and the
+// attention weights across the group with warp shuffles, and adds grad_value in opmath_t with one 16-byte vector
+// atomic per corner on sm_90 and later (scalar atomics before). All indexing is int64 and the grid is strided, so
+// there is no batch-size or im2col_step constraint.
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -13,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../ms_deform_attn.h"
 
@@ -117,6 +120,23 @@ __device__ __forceinline__ opmath_t group_sum(opmath_t x, int group, unsigned ma
   return x;
 }
 
+// grad[0:N] += v[0:N]: float4 atomics where the chip has them (sm_90: one L2 transaction per 16 bytes instead of four),
+// else one atomic per element. grad must be 16-byte aligned when N is a multiple of 4.
+template <typename opmath_t, int N>
+__device__ __forceinline__ void atomic_add(opmath_t* grad, const opmath_t (&v)[N]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (std::is_same_v<opmath_t, float> && N % 4 == 0) {
+#pragma unroll
+    for (int j = 0; j < N; j += 4) {
+      atomicAdd(reinterpret_cast<float4*>(grad + j), make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]));
+    }
+    return;
+  }
+#endif
+#pragma unroll
+  for (int j = 0; j < N; ++j) atomicAdd(grad + j, v[j]);
+}
+
 template <typename scalar_t, int N>
 __global__ void backward_kernel(Dims d, const scalar_t* __restrict__ value, const int64_t* __restrict__ shapes,
                                 const int64_t* __restrict__ starts,
@@ -157,9 +177,11 @@ __global__ void backward_kernel(Dims d, const scalar_t* __restrict__ value, cons
               continue;
             }
             load<scalar_t, opmath_t, N>(value + head_offset + g.key[i] * stride + c, v[i]);
-            opmath_t* grad_row = grad_value + head_offset + g.key[i] * stride + c;
+            const opmath_t w = a * g.weight[i];
+            opmath_t grad[N];
 #pragma unroll
-            for (int j = 0; j < N; ++j) atomicAdd(grad_row + j, a * g.weight[i] * go[j]);
+            for (int j = 0; j < N; ++j) grad[j] = w * go[j];
+            atomic_add<opmath_t, N>(grad_value + head_offset + g.key[i] * stride + c, grad);
           }
 #pragma unroll
           for (int j = 0; j < N; ++j) {
@@ -182,11 +204,18 @@ __global__ void backward_kernel(Dims d, const scalar_t* __restrict__ value, cons
   }
 }
 
-// Channels per lane: a 16-byte vector when head_dims and the value pointer allow it, else one.
+// Channels per lane. Forward: a 16-byte vector of scalar_t. Backward: 4 (2 for float64), so that each lane's grad_value
+// row is one 16-byte opmath_t vector. One channel when head_dims or the pointers' alignment do not allow it.
 template <typename scalar_t>
-int pick_vector(const at::Tensor& value, const at::Tensor& other) {
-  constexpr int n = 16 / sizeof(scalar_t) > 0 ? 16 / sizeof(scalar_t) : 1;
-  const auto aligned = [](const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0; };
+constexpr int kForwardVector = 16 / sizeof(scalar_t);
+template <typename scalar_t>
+constexpr int kBackwardVector = sizeof(scalar_t) == 8 ? 2 : 4;
+
+int pick_vector(int n, const at::Tensor& value, const at::Tensor& other) {
+  const auto bytes = n * value.element_size();
+  const auto aligned = [bytes](const at::Tensor& t) {
+    return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % bytes == 0;
+  };
   return value.size(3) % n == 0 && aligned(value) && aligned(other) ? n : 1;
 }
 
@@ -230,14 +259,14 @@ at::Tensor ms_deform_attn_cuda(const at::Tensor& value_, const at::Tensor& spati
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_cuda", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    const int vector = pick_vector<scalar_t>(value, out);
+    constexpr int n = kForwardVector<scalar_t>;
+    const int vector = pick_vector(n, value, out);
     const Dims d = dims(value, loc, vector);
     const auto launch = [&](auto kernel) {
       kernel<<<blocks(d), kThreads, 0, stream>>>(d, value.const_data_ptr<scalar_t>(), shapes.const_data_ptr<int64_t>(),
                                                  starts.const_data_ptr<int64_t>(), loc.const_data_ptr<opmath_t>(),
                                                  attn.const_data_ptr<opmath_t>(), out.mutable_data_ptr<scalar_t>());
     };
-    constexpr int n = 16 / sizeof(scalar_t) > 0 ? 16 / sizeof(scalar_t) : 1;
     vector == 1 ? launch(forward_kernel<scalar_t, 1>) : launch(forward_kernel<scalar_t, n>);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -258,6 +287,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
                     "grad_output: expected ", value.scalar_type(), " (", value.size(0), ", ", loc.size(1), ", ",
                     value.size(2) * value.size(3), ") on ", value.device(), ", got ", grad_output.scalar_type(), " ",
                     grad_output.sizes(), " on ", grad_output.device());
+  // grad_value is summed with atomics, in an order that varies from run to run
+  at::globalContext().alertNotDeterministic("mmddetr::ms_deform_attn_backward (CUDA)");
   const auto opmath = value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   auto grad_value = at::zeros(value.sizes(), value.options().dtype(opmath));
   auto grad_loc = at::zeros_like(loc), grad_attn = at::zeros_like(attn);
@@ -265,7 +296,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
     const auto stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_backward_cuda", [&] {
       using opmath_t = at::opmath_type<scalar_t>;
-      const int vector = pick_vector<scalar_t>(value, grad_output);
+      constexpr int n = kBackwardVector<scalar_t>;
+      const int vector = pick_vector(n, value, grad_output);
       const Dims d = dims(value, loc, vector);
       const auto launch = [&](auto kernel) {
         kernel<<<blocks(d), kThreads, 0, stream>>>(
@@ -274,7 +306,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
             grad_value.mutable_data_ptr<opmath_t>(), grad_loc.mutable_data_ptr<opmath_t>(),
             grad_attn.mutable_data_ptr<opmath_t>());
       };
-      constexpr int n = 16 / sizeof(scalar_t) > 0 ? 16 / sizeof(scalar_t) : 1;
       vector == 1 ? launch(backward_kernel<scalar_t, 1>) : launch(backward_kernel<scalar_t, n>);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });

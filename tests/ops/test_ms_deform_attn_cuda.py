@@ -2,9 +2,15 @@
 import pytest
 import torch
 
-from mmddetr.ops import multi_scale_deformable_attn, multi_scale_deformable_attn_pytorch
+from mmddetr.ops import extension_status, multi_scale_deformable_attn, multi_scale_deformable_attn_pytorch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+
+
+@pytest.fixture(autouse=True)
+def compiled_cuda_kernel():
+    """Every test here is about the compiled kernel: without it they would compare the PyTorch fallback with itself."""
+    assert torch._C._dispatch_has_kernel_for_dispatch_key('mmddetr::ms_deform_attn', 'CUDA'), extension_status()
 
 CASES = [
     (2, ((6, 4), (3, 2), (1, 1)), 2, 8, 5, 3),
@@ -46,6 +52,35 @@ def test_cuda_half_precision(msda_inputs, dtype):
     leaf = value.to(dtype).requires_grad_()
     multi_scale_deformable_attn(leaf, shapes, starts, locations, weights).float().sum().backward()
     assert leaf.grad.dtype == dtype and torch.isfinite(leaf.grad.float()).all()
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_half_precision_backward_matches_float32(msda_inputs, dtype):
+    """16-bit gradients are the float32 kernel's on the same (rounded) values, up to the final rounding."""
+    value, shapes, starts, locations, weights = msda_inputs(
+        bs=2, shapes=((16, 16), (8, 8)), heads=8, dims=32, queries=100, dtype=torch.float32, device='cuda')
+    value = value.to(dtype)
+    grad_out = torch.randn(2, 100, 256, device='cuda').to(dtype)
+    half = torch.ops.mmddetr.ms_deform_attn_backward(value, shapes, starts, locations, weights, grad_out)
+    full = torch.ops.mmddetr.ms_deform_attn_backward(value.float(), shapes, starts, locations, weights,
+                                                     grad_out.float())
+    assert half[0].dtype == dtype
+    torch.testing.assert_close(half[0].float(), full[0], rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(half[1], full[1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(half[2], full[2], rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_backward_is_flagged_nondeterministic(msda_inputs):
+    value, shapes, starts, locations, weights = msda_inputs(device='cuda')
+    leaf = value.requires_grad_()
+    out = multi_scale_deformable_attn(leaf, shapes, starts, locations, weights)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.raises(RuntimeError, match='ms_deform_attn_backward'):
+            out.sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(previous)
 
 
 def test_cuda_gradcheck(msda_inputs):
