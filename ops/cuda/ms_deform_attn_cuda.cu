@@ -35,6 +35,20 @@ struct Dims {
   int num_heads, head_dims, num_levels, num_points, group;
 };
 
+// The (batch, query, head) a group serves. Groups run in (batch, head, query) order, so a block serves neighbouring
+// queries of one head, whose samples share value rows in L1; `item` indexes the (bs, num_queries, num_heads) tensors.
+struct Item {
+  int64_t batch, item;
+  int head;
+
+  __device__ Item(const Dims& d, int64_t slot) {
+    const int64_t query = slot % d.num_queries, batch_head = slot / d.num_queries;
+    head = batch_head % d.num_heads;
+    batch = batch_head / d.num_heads;
+    item = (batch * d.num_queries + query) * d.num_heads + head;
+  }
+};
+
 // Bilinear geometry of one sampling point (grid_sample, align_corners=False, zero padding): the key index of each
 // corner (-1 when outside the map) and its weight. Returns false when the point lies wholly outside the map.
 template <typename opmath_t>
@@ -79,9 +93,9 @@ __global__ void forward_kernel(Dims d, const scalar_t* __restrict__ value, const
   const int64_t stride = static_cast<int64_t>(d.num_heads) * D;  // between two keys
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < d.items * d.group;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t item = t / d.group;
-    const int lane = t % d.group, h = item % d.num_heads;
-    const int64_t b = item / (static_cast<int64_t>(d.num_heads) * d.num_queries);
+    const Item it(d, t / d.group);
+    const int64_t item = it.item, b = it.batch;
+    const int lane = t % d.group, h = it.head;
     const scalar_t* head = value + b * d.num_keys * stride + h * D;
     const opmath_t* item_loc = loc + item * LP * 2;
     const opmath_t* item_attn = attn + item * LP;
@@ -152,9 +166,9 @@ __global__ void backward_kernel(Dims d, const scalar_t* __restrict__ value, cons
   const unsigned mask = d.group == 32 ? 0xffffffffu : ((1u << d.group) - 1) << (lane_in_warp & ~(d.group - 1));
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < d.items * d.group;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t item = t / d.group;
-    const int lane = t % d.group, h = item % d.num_heads;
-    const int64_t b = item / (static_cast<int64_t>(d.num_heads) * d.num_queries);
+    const Item it(d, t / d.group);
+    const int64_t item = it.item, b = it.batch;
+    const int lane = t % d.group, h = it.head;
     const int64_t head_offset = b * d.num_keys * stride + h * D;
     const opmath_t* item_loc = loc + item * LP * 2;
     const opmath_t* item_attn = attn + item * LP;
