@@ -50,6 +50,28 @@ def logged_warnings():
 
 
 @pytest.fixture(scope='session')
+def assert_same_detections():
+    """``check(ours, theirs, score_atol, box_atol, box_rtol)`` on two images' predictions (``pred_instances``).
+
+    The sorted scores must agree rank by rank, and every detection of each must have one in the other with the same
+    label, its score within ``score_atol`` and its box within ``box_atol + box_rtol * |box|``. Detections whose scores
+    tie within rounding may come out of the top-k in either order on another CPU; this comparison does not depend on it.
+    """
+
+    def check(ours, theirs, score_atol=1e-4, box_atol=1e-4, box_rtol=0.0):
+        assert len(ours) == len(theirs)
+        torch.testing.assert_close(ours.scores, theirs.scores, atol=score_atol, rtol=0)
+        box_tolerance = box_atol + box_rtol * theirs.bboxes.abs()[None]
+        close = (((ours.scores[:, None] - theirs.scores[None]).abs() <= score_atol)
+                 & (ours.labels[:, None] == theirs.labels[None])
+                 & ((ours.bboxes[:, None] - theirs.bboxes[None]).abs() <= box_tolerance).all(-1))
+        unmatched = int((~close.any(1)).sum()) + int((~close.any(0)).sum())
+        assert unmatched == 0, f'{unmatched} detections have no counterpart of the same label, score and box'
+
+    return check
+
+
+@pytest.fixture(scope='session')
 def no_dropout():
     """``off(model)`` → ``model`` with every dropout probability zero (``nn.Dropout`` and its subclasses such as
     ``FastDropout``, and ``nn.MultiheadAttention``'s), so two implementations compare without random masks."""
