@@ -3,6 +3,7 @@ every val image gathered."""
 import json
 import os
 import pickle
+import socket
 import sys
 
 from conftest import TOY
@@ -28,6 +29,12 @@ class ParamDigestHook(Hook):
 '''
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 def test_two_cpu_processes_train_in_lockstep(run_tool, toy_options, toy_root, tmp_path):
     (tmp_path / 'param_digest_hook.py').write_text(HOOK)
     config = tmp_path / 'dist_toy.py'
@@ -35,7 +42,7 @@ def test_two_cpu_processes_train_in_lockstep(run_tool, toy_options, toy_root, tm
                       "custom_imports = dict(imports=['mmddetr', 'param_digest_hook'], allow_failed_imports=False)\n"
                       "custom_hooks = [dict(type='RNGStateHook'), dict(type='ParamDigestHook')]\n")
     work = tmp_path / 'work'
-    launcher = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29517']
+    launcher = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}']
     os.environ['PYTHONPATH'] = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     try:
         proc = run_tool('train.py', str(config), '--launcher', 'pytorch', '--work-dir', str(work), '--cfg-options',
@@ -51,7 +58,7 @@ def test_two_cpu_processes_train_in_lockstep(run_tool, toy_options, toy_root, tm
 
     # the distributed test gathers the predictions of both ranks: one result per val image, each image once
     out = tmp_path / 'results.pkl'
-    launcher[-1] = '--master_port=29518'
+    launcher[-1] = f'--master_port={free_port()}'
     proc = run_tool('test.py', str(TOY), str(work / 'iter_2.pth'), '--launcher', 'pytorch', '--work-dir',
                     str(tmp_path / 'test'), '--out', str(out), '--cfg-options', *toy_options, launcher=launcher)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
