@@ -29,6 +29,7 @@ from mmdet.visualization import DetLocalVisualizer  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 
 import mmddetr  # noqa: E402,F401  (registers our modules; mmengine checkpoints load weights-only)
+from mmddetr.engine import CheckpointError, check_checkpoint_weights, read_checkpoint  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -129,7 +130,12 @@ def main(argv=None) -> None:
         sys.exit(f'error: {e}')
     if not osp.isfile(args.checkpoint):
         sys.exit(f'error: checkpoint: no such file {args.checkpoint}')
-    model = init_detector(args.config, args.checkpoint, device=args.device)
+    try:
+        read_checkpoint(args.checkpoint)
+        model = init_detector(args.config, args.checkpoint, device=args.device)
+        check_checkpoint_weights(model, args.checkpoint)
+    except CheckpointError as e:
+        sys.exit(f'error: {e}')
     classes = model.dataset_meta['classes']
     steps = [t for t in model.cfg.test_dataloader.dataset.pipeline if 'LoadAnnotations' not in t['type']]
     pipeline = Compose(steps)

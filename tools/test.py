@@ -12,8 +12,8 @@ from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmengine.config import DictAction
 
-from mmddetr.engine import (UnknownTypeError, build_runner, check_data_exists, configure_tensorboard, load_config,
-                            unknown_types_explained)
+from mmddetr.engine import (CheckpointError, UnknownTypeError, build_runner, check_checkpoint_weights,
+                            check_data_exists, configure_tensorboard, load_config, unknown_types_explained)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,10 +52,12 @@ def main(argv=None) -> None:
     try:
         with unknown_types_explained(cfg):
             runner = build_runner(cfg)
+            runner.test_loop  # builds the dataset first, so that config errors come before checkpoint errors
+            check_checkpoint_weights(runner.model, args.checkpoint)
             if args.out is not None:
                 runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
             runner.test()
-    except UnknownTypeError as e:
+    except (UnknownTypeError, CheckpointError) as e:
         sys.exit(f'error: {e}')
 
 

@@ -1,3 +1,4 @@
+from .checkpoint_check import CheckpointError, check_checkpoint_weights, read_checkpoint
 from .checkpoint_globals import allow_mmengine_checkpoint_globals
 from .checkpoint_io import AtomicLocalBackend, latest_checkpoint
 from .hooks import RNGStateHook, TimeBudgetHook
@@ -6,7 +7,7 @@ from .launch import (UnknownTypeError, build_runner, check_data_exists, configur
 from .optimizers import AutocastOptimWrapper
 
 __all__ = [
-    'AtomicLocalBackend', 'AutocastOptimWrapper', 'RNGStateHook', 'TimeBudgetHook', 'UnknownTypeError',
+    'AtomicLocalBackend', 'AutocastOptimWrapper', 'CheckpointError', 'check_checkpoint_weights', 'read_checkpoint', 'RNGStateHook', 'TimeBudgetHook', 'UnknownTypeError',
     'allow_mmengine_checkpoint_globals', 'build_runner', 'check_data_exists', 'configure_tensorboard',
     'explain_unknown_type', 'latest_checkpoint', 'load_config', 'setup_amp', 'setup_launcher', 'unknown_types_explained'
 ]
