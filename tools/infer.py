@@ -68,9 +68,23 @@ class LastLayerSampling:
                            spatial_shapes=kwargs['spatial_shapes'])
 
 
-def predict(model, pipeline: Compose, path: str):
-    """Predictions of one image, and the query index of each (for the sampling-point view)."""
-    data = model.data_preprocessor(pseudo_collate([pipeline(dict(img_path=path, img_id=0))]), False)
+def load(pipeline: Compose, path: str):
+    """The test pipeline's output and the RGB image of one file; ``ValueError`` naming the file if it cannot be
+    decoded (not an image, truncated)."""
+    try:
+        data = pipeline(dict(img_path=path, img_id=0))
+        image = mmcv.imread(path, channel_order='rgb')
+    except Exception as e:  # decoders raise OSError, cv2.error, ValueError... on damaged files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f'image {path}: cannot be read ({reason})') from e
+    if data is None or image is None:
+        raise ValueError(f'image {path}: cannot be read (not a decodable image)')
+    return data, image
+
+
+def predict(model, data: dict):
+    """Predictions of one image (the pipeline's output), and the query index of each (for the sampling-point view)."""
+    data = model.data_preprocessor(pseudo_collate([data]), False)
     inputs, samples = data['inputs'], data['data_samples']
     with torch.no_grad():
         head_inputs = model.forward_transformer(model.extract_feat(inputs), samples)
@@ -144,8 +158,15 @@ def main(argv=None) -> None:
     sampling = LastLayerSampling(model) if args.show_sampling_points else None
     os.makedirs(args.out_dir, exist_ok=True)
     records: List[Dict] = []
+    failed = []
     for path in images:
-        results, queries, sample = predict(model, pipeline, path)
+        try:
+            data, image = load(pipeline, path)
+        except ValueError as e:
+            failed.append(path)
+            print(f'error: {e}', file=sys.stderr)
+            continue
+        results, queries, sample = predict(model, data)
         keep = results.scores >= args.score_thr
         kept, kept_queries = results[keep], queries[keep]
         name = osp.splitext(osp.basename(path))[0]
@@ -153,7 +174,6 @@ def main(argv=None) -> None:
             dict(bbox=[round(v, 2) for v in box.tolist()], score=round(float(s), 4), label=int(label),
                  class_name=classes[int(label)]) for box, s, label in zip(kept.bboxes, kept.scores, kept.labels)
         ]))
-        image = mmcv.imread(path, channel_order='rgb')
         sample.pred_instances = kept
         visualizer.add_datasample(name, image, sample, draw_gt=False, pred_score_thr=args.score_thr,
                                   out_file=osp.join(args.out_dir, f'{name}.png'))
@@ -162,8 +182,11 @@ def main(argv=None) -> None:
                                  osp.join(args.out_dir, f'{name}_sampling_points.png'))
     with open(osp.join(args.out_dir, 'predictions.json'), 'w') as f:
         json.dump(records, f, indent=1)
-    print(f'{len(images)} images, {sum(len(r["detections"]) for r in records)} detections: '
+    print(f'{len(records)} images, {sum(len(r["detections"]) for r in records)} detections: '
           f'{osp.join(args.out_dir, "predictions.json")}')
+    if failed:
+        sys.exit(f'error: {len(failed)} of {len(images)} images could not be read (listed above); the others were '
+                 'predicted')
 
 
 if __name__ == '__main__':

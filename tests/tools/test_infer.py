@@ -27,6 +27,21 @@ def test_infer_writes_boxes_pngs_and_sampling_points(run_tool, toy_options, toy_
         assert (out / f'{name}.png').stat().st_size > 0
         assert (out / f'{name}_sampling_points.png').stat().st_size > 0
 
+    # a folder with a good image, a file that is no image and a truncated PNG: the good one is still predicted
+    folder = tmp_path / 'mixed'
+    folder.mkdir()
+    good = (folder / 'good.png')
+    good.write_bytes(open(osp.join(toy_root, 'val', '000001.png'), 'rb').read())
+    (folder / 'notes.jpg').write_text('not an image')
+    (folder / 'cut.png').write_bytes(good.read_bytes()[:60])
+    proc = run_tool('infer.py', osp.join(work, osp.basename(TOY)), osp.join(work, 'iter_2.pth'), str(folder),
+                    '--out-dir', str(tmp_path / 'mixed_out'), '--score-thr', '0')
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    for name in ('notes.jpg', 'cut.png'):
+        assert f"error: image {folder / name}: cannot be read" in proc.stderr
+    records = json.loads((tmp_path / 'mixed_out' / 'predictions.json').read_text())
+    assert [osp.basename(r['image']) for r in records] == ['good.png'] and len(records[0]['detections']) == 100
+
 
 def test_infer_names_missing_images(run_tool, tmp_path):
     proc = run_tool('infer.py', TOY, 'none.pth', str(tmp_path / 'nothing*.png'), '--out-dir', str(tmp_path))
