@@ -167,11 +167,10 @@ def _reference_passes(inputs, grad_out):
     import torch
     value, shapes, starts, locations, weights = [t.detach() for t in inputs]
     if _has_mmcv_cuda():
-        from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttnFunction
         name = 'mmcv CUDA'
 
         def forward(v, loc, w):
-            return MultiScaleDeformableAttnFunction.apply(v, shapes, starts, loc.to(v.dtype), w.to(v.dtype), 64)
+            return run_op('mmcv', [v, shapes, starts, loc, w])
     else:
         from mmddetr.ops import multi_scale_deformable_attn_pytorch
         name = 'grid_sample'
@@ -188,8 +187,8 @@ def cuda_kernel_table(repeat):
     """Kernel times against the memory floor and the targets, for both shapes, batch 1 and 8, every dtype."""
     import torch
     bandwidth = _copy_bandwidth()
-    print(f'\nCUDA kernels: op call times (CUDA events, median of {repeat}); floor = bytes / {bandwidth / 1e12:.2f} TB/s '
-          '(copy bandwidth measured now)')
+    print(f'\nCUDA kernels: op call times (CUDA events, median of {repeat}); '
+          f'floor = bytes / {bandwidth / 1e12:.2f} TB/s (copy bandwidth measured now)')
     header = (f"{'shape':8} {'batch':>5} {'dtype':5} {'fwd us':>8} {'floor':>6} {'x':>5} {'ref fwd':>8} "
               f"{'bwd us':>8} {'floor':>6} {'x':>5} {'ref bwd':>8}  reference, targets")
     print(header)

@@ -145,9 +145,9 @@ def main(argv=None) -> None:
     if not osp.isfile(args.checkpoint):
         sys.exit(f'error: checkpoint: no such file {args.checkpoint}')
     try:
-        read_checkpoint(args.checkpoint)
+        checkpoint = read_checkpoint(args.checkpoint)
         model = init_detector(args.config, args.checkpoint, device=args.device)
-        check_checkpoint_weights(model, args.checkpoint)
+        check_checkpoint_weights(model, checkpoint, args.checkpoint)
     except CheckpointError as e:
         sys.exit(f'error: {e}')
     classes = model.dataset_meta['classes']

@@ -13,7 +13,8 @@ from mmdet.evaluation import DumpDetResults
 from mmengine.config import DictAction
 
 from mmddetr.engine import (CheckpointError, UnknownTypeError, build_runner, check_checkpoint_weights,
-                            check_data_exists, configure_tensorboard, load_config, unknown_types_explained)
+                            check_data_exists, configure_tensorboard, load_config, read_checkpoint,
+                            unknown_types_explained)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
         with unknown_types_explained(cfg):
             runner = build_runner(cfg)
             runner.test_loop  # builds the dataset first, so that config errors come before checkpoint errors
-            check_checkpoint_weights(runner.model, args.checkpoint)
+            check_checkpoint_weights(runner.model, read_checkpoint(args.checkpoint), args.checkpoint)
             if args.out is not None:
                 runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
             runner.test()

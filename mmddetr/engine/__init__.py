@@ -7,9 +7,10 @@ from .launch import (UnknownTypeError, build_runner, check_data_exists, configur
 from .optimizers import AutocastOptimWrapper
 
 __all__ = [
-    'AtomicLocalBackend', 'AutocastOptimWrapper', 'CheckpointError', 'check_checkpoint_weights', 'read_checkpoint', 'RNGStateHook', 'TimeBudgetHook', 'UnknownTypeError',
-    'allow_mmengine_checkpoint_globals', 'build_runner', 'check_data_exists', 'configure_tensorboard',
-    'explain_unknown_type', 'latest_checkpoint', 'load_config', 'setup_amp', 'setup_launcher', 'unknown_types_explained'
+    'AtomicLocalBackend', 'AutocastOptimWrapper', 'CheckpointError', 'RNGStateHook', 'TimeBudgetHook',
+    'UnknownTypeError', 'allow_mmengine_checkpoint_globals', 'build_runner', 'check_checkpoint_weights', 'check_data_exists',
+    'configure_tensorboard', 'explain_unknown_type', 'latest_checkpoint', 'load_config', 'read_checkpoint', 'setup_amp',
+    'setup_launcher', 'unknown_types_explained'
 ]
 
 # mmengine's resume and mmdet's init_detector / DetInferencer load checkpoints with torch.load's weights-only

@@ -26,10 +26,9 @@ def read_checkpoint(path: str) -> dict:
     return checkpoint
 
 
-def check_checkpoint_weights(model: nn.Module, path: str, shown: int = 5) -> None:
-    """Raises ``CheckpointError`` when the checkpoint at ``path`` misses weights of ``model``: how many, the first
-    ``shown`` names, and the run that saved it when the checkpoint records one."""
-    checkpoint = read_checkpoint(path)
+def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, shown: int = 5) -> None:
+    """Raises ``CheckpointError`` when ``checkpoint`` (read from ``path`` by ``read_checkpoint``) misses weights of
+    ``model``: how many, the first ``shown`` names, and the run that saved it when the checkpoint records one."""
     state = checkpoint.get('state_dict', checkpoint)
     names = {name[len('module.'):] if name.startswith('module.') else name for name in state}
     expected = list(getattr(model, 'module', model).state_dict())

@@ -14,9 +14,9 @@ def test_complete_checkpoint_passes_with_or_without_wrapper(tmp_path):
     model = _model()
     path = str(tmp_path / 'ok.pth')
     torch.save(dict(state_dict={f'module.{k}': v for k, v in model.state_dict().items()}), path)
-    check_checkpoint_weights(model, path)
+    check_checkpoint_weights(model, read_checkpoint(path), path)
     torch.save(model.state_dict(), path)
-    check_checkpoint_weights(model, path)
+    check_checkpoint_weights(model, read_checkpoint(path), path)
 
 
 def test_missing_weights_are_counted_and_named(tmp_path):
@@ -26,10 +26,10 @@ def test_missing_weights_are_counted_and_named(tmp_path):
     torch.save(dict(state_dict=state, meta=dict(experiment_name='toy_twostage_20261204')), path)
     with pytest.raises(CheckpointError, match=r"2 of the model's 4 weights are missing \(first: 1.weight, 1.bias\)"
                        r".*'toy_twostage_20261204'"):
-        check_checkpoint_weights(model, path)
+        check_checkpoint_weights(model, read_checkpoint(path), path)
     torch.save({'hello': 1}, path)
     with pytest.raises(CheckpointError, match="4 of the model's 4 weights are missing"):
-        check_checkpoint_weights(model, path)
+        check_checkpoint_weights(model, read_checkpoint(path), path)
 
 
 def test_unreadable_checkpoints_name_the_file(tmp_path):
