@@ -8,9 +8,9 @@ from .optimizers import AutocastOptimWrapper
 
 __all__ = [
     'AtomicLocalBackend', 'AutocastOptimWrapper', 'CheckpointError', 'RNGStateHook', 'TimeBudgetHook',
-    'UnknownTypeError', 'allow_mmengine_checkpoint_globals', 'build_runner', 'check_checkpoint_weights', 'check_data_exists',
-    'configure_tensorboard', 'explain_unknown_type', 'latest_checkpoint', 'load_config', 'read_checkpoint', 'setup_amp',
-    'setup_launcher', 'unknown_types_explained'
+    'UnknownTypeError', 'allow_mmengine_checkpoint_globals', 'build_runner', 'check_checkpoint_weights',
+    'check_data_exists', 'configure_tensorboard', 'explain_unknown_type', 'latest_checkpoint', 'load_config',
+    'read_checkpoint', 'setup_amp', 'setup_launcher', 'unknown_types_explained'
 ]
 
 # mmengine's resume and mmdet's init_detector / DetInferencer load checkpoints with torch.load's weights-only
