@@ -1,11 +1,9 @@
 """mmddetr: Deformable DETR components for MMDetection 3.x.
 
-Importing the package registers its modules in the ``'mmddetr'`` registries (``custom_imports=['mmddetr']``) when
-mmdet is installed. The op, ``mmddetr.ops``, needs torch alone, so it imports on machines without OpenMMLab packages.
+Importing the package has no side effect, so the op (``mmddetr.ops``) imports with torch alone. Our modules register
+in the ``'mmddetr'`` registries (:mod:`mmddetr.registry`) when mmengine first looks a name up in that scope: a config
+with ``default_scope='mmddetr'``, or ``type='mmddetr.<Name>'`` in any other codebase's config (mmengine imports
+``mmddetr.registry`` for the prefix, and each registry imports the modules that register in it).
+``custom_imports=dict(imports=['mmddetr'])`` keeps working and is no longer needed.
 """
-from importlib.util import find_spec
-
-if find_spec('mmdet') is not None:
-    from . import datasets, engine, models  # noqa: F401
-
 __version__ = '0.1.0'

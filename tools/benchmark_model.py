@@ -57,7 +57,6 @@ def build(impl, device, toy=False):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
-    import mmddetr  # noqa: F401
     from mmddetr.registry import MODELS
     from mmengine.logging import MMLogger
     register_all_modules(init_default_scope=False)

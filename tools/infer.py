@@ -28,7 +28,6 @@ from mmdet.apis import init_detector  # noqa: E402
 from mmdet.visualization import DetLocalVisualizer  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 
-import mmddetr  # noqa: E402,F401  (registers our modules; mmengine checkpoints load weights-only)
 from mmddetr.engine import CheckpointError, check_checkpoint_weights, read_checkpoint  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')

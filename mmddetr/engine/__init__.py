@@ -1,5 +1,5 @@
 from .checkpoint_check import CheckpointError, check_checkpoint_weights, read_checkpoint
-from .checkpoint_globals import allow_mmengine_checkpoint_globals
+from .checkpoint_globals import load_local_checkpoint, mmengine_checkpoint_globals
 from .checkpoint_io import AtomicLocalBackend, latest_checkpoint
 from .hooks import RNGStateHook, TimeBudgetHook
 from .launch import (UnknownTypeError, build_runner, check_data_exists, configure_tensorboard, explain_unknown_type,
@@ -8,11 +8,7 @@ from .optimizers import AutocastOptimWrapper
 
 __all__ = [
     'AtomicLocalBackend', 'AutocastOptimWrapper', 'CheckpointError', 'RNGStateHook', 'TimeBudgetHook',
-    'UnknownTypeError', 'allow_mmengine_checkpoint_globals', 'build_runner', 'check_checkpoint_weights',
-    'check_data_exists', 'configure_tensorboard', 'explain_unknown_type', 'latest_checkpoint', 'load_config',
+    'UnknownTypeError', 'build_runner', 'check_checkpoint_weights', 'check_data_exists', 'configure_tensorboard',
+    'explain_unknown_type', 'latest_checkpoint', 'load_config', 'load_local_checkpoint', 'mmengine_checkpoint_globals',
     'read_checkpoint', 'setup_amp', 'setup_launcher', 'unknown_types_explained'
 ]
-
-# mmengine's resume and mmdet's init_detector / DetInferencer load checkpoints with torch.load's weights-only
-# default (torch >= 2.6): importing mmddetr (custom_imports=['mmddetr']) lets them read mmengine's checkpoints.
-allow_mmengine_checkpoint_globals()

@@ -6,7 +6,7 @@ no weights at all) would otherwise be evaluated as a randomly initialised, or ha
 import torch
 from torch import nn
 
-from .checkpoint_globals import allow_mmengine_checkpoint_globals
+from .checkpoint_globals import mmengine_checkpoint_globals
 
 
 class CheckpointError(ValueError):
@@ -15,9 +15,9 @@ class CheckpointError(ValueError):
 
 def read_checkpoint(path: str) -> dict:
     """The checkpoint at ``path`` (loaded on the CPU, weights-only), or a ``CheckpointError`` naming the file."""
-    allow_mmengine_checkpoint_globals()
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+        with mmengine_checkpoint_globals():
+            checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f'checkpoint {path}: cannot be read ({reason})') from e

@@ -3,16 +3,23 @@
 mmengine 0.10.7 saves the message hub (``HistoryBuffer``, numpy scalars and arrays) and config metadata inside its
 checkpoints and loads them with a bare ``torch.load``, so ``--resume`` fails on torch >= 2.6 with an
 ``UnpicklingError``. Rather than turning the safety off (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), we allow exactly the
-classes those checkpoints hold.
+classes those checkpoints hold, and only while a checkpoint is being read: :func:`mmengine_checkpoint_globals` around
+our own reads, and mmengine's loader of local files (its ``CheckpointLoader`` scheme ``''``, used by ``load_from``,
+``--resume``, mmdet's ``init_detector`` and ``DetInferencer``) replaced by :func:`load_local_checkpoint`, which is
+mmengine's inside that context. Importing this module registers that loader, as importing a module registers its
+classes; ``mmddetr.registry`` imports it with the models.
 """
 import codecs
 import collections
+import contextlib
 import pickle
+from typing import Iterator
 
 import numpy as np
 import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 
 
 def _numpy_globals() -> list:
@@ -45,6 +52,15 @@ MMENGINE_CHECKPOINT_GLOBALS = [
 ]
 
 
-def allow_mmengine_checkpoint_globals() -> None:
-    """Add the classes of mmengine checkpoints to torch's weights-only allowlist (idempotent)."""
-    torch.serialization.add_safe_globals(MMENGINE_CHECKPOINT_GLOBALS)
+@contextlib.contextmanager
+def mmengine_checkpoint_globals() -> Iterator[None]:
+    """Within the context, ``torch.load(weights_only=True)`` also accepts the classes of mmengine checkpoints."""
+    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
+        yield
+
+
+@CheckpointLoader.register_scheme(prefixes='', force=True)
+def load_local_checkpoint(filename: str, map_location=None) -> dict:
+    """mmengine's ``load_from_local`` (weights-only ``torch.load``) that also reads mmengine's own checkpoints."""
+    with mmengine_checkpoint_globals():
+        return load_from_local(filename, map_location)

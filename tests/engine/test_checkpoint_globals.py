@@ -1,25 +1,52 @@
-"""mmengine checkpoints load with torch.load's weights-only default; nothing else is let through."""
+"""mmengine checkpoints load with torch.load's weights-only default, only while a checkpoint is read; nothing else
+is let through."""
 import io
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from mmddetr.engine import allow_mmengine_checkpoint_globals
+from mmddetr.engine import mmengine_checkpoint_globals
 
 
-def test_message_hub_state_round_trips_weights_only():
-    allow_mmengine_checkpoint_globals()
+def _message_hub_checkpoint(path=None):
     hub = MessageHub.get_instance('ckpt_globals_test')
     hub.update_scalar('train/loss', 1.5)
     hub.update_info('iter', 3)
-    buf = io.BytesIO()
+    buf = path or io.BytesIO()
     torch.save(dict(message_hub=hub.state_dict(), meta=dict(seed=0)), buf)
+    return buf
+
+
+def test_message_hub_state_round_trips_weights_only_within_the_context():
+    buf = _message_hub_checkpoint()
     buf.seek(0)
-    loaded = torch.load(buf, weights_only=True)
+    with mmengine_checkpoint_globals():
+        loaded = torch.load(buf, weights_only=True)
     assert isinstance(loaded['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
     assert loaded['message_hub']['log_scalars']['train/loss'].current() == 1.5
+    buf.seek(0)
+    with pytest.raises(pickle.UnpicklingError):  # the allowlist is not left behind
+        torch.load(buf, weights_only=True)
+
+
+def test_mmengine_loader_reads_mmengine_checkpoints_once_a_model_of_ours_is_looked_up(tmp_path):
+    """What mmdet's init_detector / DetInferencer and the runner's load_from / resume run: mmengine's CheckpointLoader,
+    in a process that built (looked up) one of our models and imported nothing else of ours."""
+    path = str(tmp_path / 'hub.pth')
+    _message_hub_checkpoint(path)
+    code = ('import torch\n'
+            'from mmengine.runner.checkpoint import _load_checkpoint\n'
+            'from mmddetr.registry import MODELS\n'
+            'assert MODELS.get("DeformableDETR") is not None\n'
+            'before = set(map(repr, torch.serialization.get_safe_globals()))\n'
+            f'loaded = _load_checkpoint({path!r}, map_location="cpu")\n'
+            'assert loaded["message_hub"]["log_scalars"]["train/loss"].current() == 1.5\n'
+            'assert set(map(repr, torch.serialization.get_safe_globals())) == before\n')
+    subprocess.run([sys.executable, '-c', code], check=True)
 
 
 class _Evil:
@@ -29,9 +56,9 @@ class _Evil:
 
 
 def test_getattr_is_limited_to_history_buffer_statistics():
-    allow_mmengine_checkpoint_globals()
     buf = io.BytesIO()
     torch.save({'x': _Evil()}, buf, pickle_protocol=2)
     buf.seek(0)
-    with pytest.raises(pickle.UnpicklingError, match='only the HistoryBuffer statistics'):
+    with pytest.raises(pickle.UnpicklingError, match='only the HistoryBuffer statistics'), \
+            mmengine_checkpoint_globals():
         torch.load(buf, weights_only=True)

@@ -20,7 +20,6 @@ def test_dino_with_our_encoder_and_cross_attention(det_batch, assert_same_detect
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
-    import mmddetr  # noqa: F401  registers the mmddetr scope
     from mmddetr.models import DeformableDetrTransformerEncoder, MultiScaleDeformableAttention
 
     register_all_modules(init_default_scope=False)

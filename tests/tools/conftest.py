@@ -11,9 +11,9 @@ def load_checkpoint(path):
     """An mmengine checkpoint, loaded weights-only as torch >= 2.6 does by default (our allowlist applied)."""
     import torch
 
-    from mmddetr.engine import allow_mmengine_checkpoint_globals
-    allow_mmengine_checkpoint_globals()
-    return torch.load(path, map_location='cpu', weights_only=True)
+    from mmddetr.engine import mmengine_checkpoint_globals
+    with mmengine_checkpoint_globals():
+        return torch.load(path, map_location='cpu', weights_only=True)
 
 
 def check_ok(proc):

@@ -75,7 +75,6 @@ def test_mmdet_det_inferencer_loads_our_config_and_checkpoint(run_tool, toy_opti
     assert proc.returncode == 0, proc.stderr[-3000:]
     from mmdet.apis import DetInferencer
 
-    import mmddetr  # noqa: F401  (what custom_imports does): mmengine checkpoints load weights-only
     inferencer = DetInferencer(model=osp.join(work, osp.basename(TOY)), weights=osp.join(work, 'iter_2.pth'),
                                device='cpu', scope='mmddetr', show_progress=False)
     result = inferencer(osp.join(toy_root, 'val', '000003.png'), no_save_vis=True)

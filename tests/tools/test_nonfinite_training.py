@@ -54,9 +54,9 @@ def _train(run_tool, config, work_dir, toy_options, *options):
 
 
 def _weights(path):
-    from mmddetr.engine import allow_mmengine_checkpoint_globals
-    allow_mmengine_checkpoint_globals()
-    return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+    from mmddetr.engine import mmengine_checkpoint_globals
+    with mmengine_checkpoint_globals():
+        return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
 
 
 @pytest.mark.slow

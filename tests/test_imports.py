@@ -1,0 +1,30 @@
+"""Importing mmddetr.ops needs torch alone; importing mmddetr has no side effect."""
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize('module', ['mmddetr', 'mmddetr.ops'])
+def test_import_loads_no_openmmlab_package_and_changes_nothing(module):
+    code = ('import sys, torch\n'
+            'before = set(map(repr, torch.serialization.get_safe_globals()))\n'
+            f'import {module}\n'
+            'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("mmdet", "mmengine", "mmcv", "cv2"))\n'
+            'assert not loaded, loaded\n'
+            'assert set(map(repr, torch.serialization.get_safe_globals())) == before\n')
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_custom_imports_of_mmddetr_still_reach_our_modules_from_mmdet_configs():
+    code = ('from mmengine.config import Config\n'
+            'from mmengine.registry import DefaultScope\n'
+            'from mmdet.registry import MODELS\n'
+            'cfg = Config(dict(custom_imports=dict(imports=["mmddetr"]),\n'
+            '                  attn=dict(type="mmddetr.MultiScaleDeformableAttention", embed_dims=32, num_heads=4)))\n'
+            'from mmengine.utils import import_modules_from_strings\n'
+            'import_modules_from_strings(**cfg.custom_imports)\n'
+            'with DefaultScope.overwrite_default_scope("mmdet"):\n'
+            '    attn = MODELS.build(cfg.attn)\n'
+            'assert type(attn).__module__.startswith("mmddetr."), type(attn)\n')
+    subprocess.run([sys.executable, '-c', code], check=True)
