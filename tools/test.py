@@ -15,6 +15,7 @@ from mmengine.config import DictAction
 from mmddetr.engine import (CheckpointError, UnknownTypeError, build_runner, check_checkpoint_weights,
                             check_data_exists, configure_tensorboard, load_config, read_checkpoint,
                             unknown_types_explained)
+from train import NO_DATA_HINT  # tools/ is on the path when run as a script
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,7 +45,7 @@ def main(argv=None) -> None:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         sys.exit(f'error: --out: expected a .pkl or .pickle file, got {args.out}')
     try:
-        check_data_exists(cfg, ('test_dataloader', ))
+        check_data_exists(cfg, ('test_dataloader', ), NO_DATA_HINT)
     except FileNotFoundError as e:
         sys.exit(f'error: {e}')
     cfg.load_from = args.checkpoint

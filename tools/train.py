@@ -15,6 +15,9 @@ from mmengine.runner import Runner
 from mmddetr.engine import (UnknownTypeError, configure_tensorboard, build_runner, check_data_exists, latest_checkpoint,
                             load_config, setup_amp, unknown_types_explained)
 
+NO_DATA_HINT = ('To try everything without a download, run the toy config, which makes its own data: '
+                'python tools/train.py configs/toy/deformable_detr_r18_toy_refine_twostage.py')
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector')
@@ -67,7 +70,7 @@ def main(argv=None) -> Runner:
     args = parse_args(argv)
     cfg = build_config(args)
     try:
-        check_data_exists(cfg, ('train_dataloader', 'val_dataloader'))
+        check_data_exists(cfg, ('train_dataloader', 'val_dataloader'), NO_DATA_HINT)
         check_fresh_work_dir(cfg)
     except (FileNotFoundError, FileExistsError) as e:
         sys.exit(f'error: {e}')

@@ -9,7 +9,10 @@ default_hooks = dict(
     # atomic writes (mmddetr.engine.AtomicLocalBackend): a kill while saving never leaves a truncated checkpoint
     checkpoint=dict(type='CheckpointHook', interval=1, backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # a NaN or inf loss term (or matching cost) stops training before the weights are touched, naming the iteration
+    # and the terms; action='skip' skips such steps with a warning instead (mmddetr.engine.NonFiniteLossHook)
+    nonfinite_loss=dict(type='NonFiniteLossHook', action='raise'))
 
 # RNG states travel with the checkpoints: a resumed run continues exactly as the uninterrupted one would.
 # NumClassCheckHook (mmdet's): the head's num_classes must equal the number of dataset classes, before training and

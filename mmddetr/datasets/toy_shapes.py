@@ -122,6 +122,7 @@ class ToyShapesDataset(CocoDataset):
         **kwargs: ``CocoDataset``'s (``data_root``, ``ann_file``, ``data_prefix``, ``pipeline``, ...).
     """
 
+    makes_own_data = True  # so tools/train.py and tools/test.py do not ask for its files (engine.check_data_exists)
     METAINFO = dict(classes=TOY_CLASSES,
                     palette=[(220, 20, 60), (0, 130, 230), (0, 180, 80), (250, 170, 30), (150, 60, 200)])
 

@@ -14,10 +14,7 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import Registry
-
-TOY_CONFIG = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
-SELF_MAKING_DATASETS = ('ToyShapesDataset', 'mmddetr.ToyShapesDataset')
+from mmengine.registry import DATASETS, Registry
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
@@ -131,23 +128,38 @@ def _datasets(cfg: Config, loaders: Tuple[str, ...]) -> Iterator[Tuple[str, dict
             yield loader, dataset
 
 
-def check_data_exists(cfg: Config, loaders: Tuple[str, ...]) -> None:
-    """Stop with where the data must be, and a config that needs none, when an annotation file is missing.
+def _makes_own_data(cfg: Config, dataset: dict) -> bool:
+    """Whether the dataset class declares ``makes_own_data = True`` (it writes its files under ``data_root`` when
+    built). Types the registries do not hold are left to the runner's error."""
+    dataset_type = dataset.get('type')
+    if isinstance(dataset_type, str):
+        with DATASETS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
+            dataset_type = registry.get(dataset_type)
+    return bool(getattr(dataset_type, 'makes_own_data', False))
+
+
+def check_data_exists(cfg: Config, loaders: Tuple[str, ...], hint: str = '') -> None:
+    """Stop with where the data must be when an annotation file is missing (datasets that make their own data
+    excepted).
+
+    Args:
+        cfg (Config): The config.
+        loaders (tuple[str]): The data loader keys to check (``'train_dataloader'``, ...).
+        hint (str): Appended to the message, e.g. a config that needs no data.
 
     Raises:
-        FileNotFoundError: naming the config key, the missing file and the toy config.
+        FileNotFoundError: naming the config key and the missing file.
     """
     for loader, dataset in _datasets(cfg, loaders):
-        if dataset.get('type') in SELF_MAKING_DATASETS or not dataset.get('ann_file'):
+        if not dataset.get('ann_file'):
             continue
         ann_file = osp.join(dataset.get('data_root') or '', dataset['ann_file'])
-        if not osp.isfile(ann_file):
+        if not osp.isfile(ann_file) and not _makes_own_data(cfg, dataset):
             root = dataset.get('data_root') or osp.dirname(ann_file)
             raise FileNotFoundError(
                 f'{loader}.dataset.ann_file: {ann_file} not found. Put the dataset under {root} (COCO 2017: '
                 f'{root}annotations/instances_{{train,val}}2017.json, {root}train2017/, {root}val2017/; a symlink '
-                f'works), or set data_root with --cfg-options. To try everything without a download, run the toy '
-                f'config, which makes its own data: python tools/train.py {TOY_CONFIG}')
+                f'works), or set data_root with --cfg-options.{" " + hint if hint else ""}')
 
 
 def setup_launcher(cfg: Config, launcher: str) -> None:

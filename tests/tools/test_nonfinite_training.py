@@ -1,5 +1,6 @@
-"""Real toy training runs whose box loss turns NaN in iteration 3: the run stops naming the iteration and the terms
-with no checkpoint after it, or (nonfinite_loss='skip') skips that step and trains on, with finite weights."""
+"""Real toy training runs whose box loss turns NaN in iteration 3 (NonFiniteLossHook, default_hooks.nonfinite_loss):
+the run stops naming the iteration and the terms with no checkpoint after it, or (action='skip') skips that step and
+trains on, with finite weights, in float32 and under --amp."""
 import os
 import os.path as osp
 import re
@@ -49,8 +50,8 @@ def poisoned_config(tmp_path, monkeypatch):
 
 def _train(run_tool, config, work_dir, toy_options, *options):
     train_options = [o for o in toy_options if not o.startswith(('val_', 'test_', 'train_cfg.val'))]
-    return run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *train_options, 'train_cfg.max_iters=4',
-                    *options)
+    return run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *train_options,
+                    'train_cfg.max_iters=4', *options)
 
 
 def _weights(path):
@@ -65,19 +66,21 @@ def test_nan_loss_stops_the_run_before_a_checkpoint(run_tool, toy_options, poiso
     proc = _train(run_tool, poisoned_config, work_dir, toy_options)
     assert proc.returncode != 0
     assert ('FloatingPointError: non-finite loss at iteration 3: loss_bbox=nan, d0.loss_bbox=nan, enc_loss_bbox=nan; '
-            "the weights were not updated (model.nonfinite_loss='skip' skips such steps)") in proc.stderr
+            "the weights were not updated (default_hooks.nonfinite_loss.action='skip' skips such steps)") in proc.stderr
     assert sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')) == ['iter_2.pth']
     assert all(torch.isfinite(v).all() for v in _weights(osp.join(work_dir, 'iter_2.pth')).values())
 
 
 @pytest.mark.slow
-def test_skip_mode_skips_the_step_and_trains_on(run_tool, toy_options, poisoned_config, tmp_path):
+@pytest.mark.parametrize('amp', [False, True], ids=['fp32', 'amp'])
+def test_skip_mode_skips_the_step_and_trains_on(run_tool, toy_options, poisoned_config, tmp_path, amp):
     work_dir = str(tmp_path / 'work')
-    proc = _train(run_tool, poisoned_config, work_dir, toy_options, 'model.nonfinite_loss=skip')
+    proc = _train(run_tool, poisoned_config, work_dir, toy_options, 'default_hooks.nonfinite_loss.action=skip',
+                  *(['--amp'] if amp else []))
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert ('non-finite loss at iteration 3: loss_bbox=nan, d0.loss_bbox=nan, enc_loss_bbox=nan; the weights were '
-            "not updated; step skipped (nonfinite_loss='skip', 1 so far)") in log
+            'not updated; step skipped (1 so far)') in log
     at_2, at_4 = _weights(osp.join(work_dir, 'iter_2.pth')), _weights(osp.join(work_dir, 'iter_4.pth'))
     assert all(torch.isfinite(v).all() for v in at_4.values())
     assert any(not torch.equal(at_4[k], v) for k, v in at_2.items() if v.is_floating_point())  # iteration 4 trained

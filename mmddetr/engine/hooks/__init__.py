@@ -1,4 +1,5 @@
+from .nonfinite_loss_hook import NonFiniteLossHook
 from .rng_state_hook import RNGStateHook
 from .time_budget_hook import TimeBudgetHook
 
-__all__ = ['RNGStateHook', 'TimeBudgetHook']
+__all__ = ['NonFiniteLossHook', 'RNGStateHook', 'TimeBudgetHook']

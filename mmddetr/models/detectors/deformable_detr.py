@@ -1,16 +1,12 @@
 """Deformable DETR detector (arXiv 2010.04159): single-/multi-scale, iterative box refinement, two-stage."""
 import copy
-import logging
-import math
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmdet.models.detectors import DetectionTransformer
 from mmdet.structures import OptSampleList
-from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModule, xavier_init
-from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
 from mmddetr.models.layers.builder import build_from_cfg_or_default
@@ -41,10 +37,6 @@ class DeformableDETR(DetectionTransformer):
         num_feature_levels (int): Feature levels from the neck (1 for single-scale, 4 in the paper); the
             attention configs' ``num_levels`` must match. Default: 4.
         proposal_head (dict, optional): Two-stage query selection; ``type`` defaults to ``TwoStageProposalHead``.
-        nonfinite_loss (str): A NaN or inf loss term (or matching cost) in a training step: ``'raise'`` a
-            ``FloatingPointError`` naming the iteration and the terms, before the weights are touched; ``'skip'``
-            the step (no backward, no optimizer step) with a warning. Distributed runs always raise (mmengine's
-            DDP wrapper steps the optimizer itself). Default: ``'raise'``.
         *args, **kwargs: ``DetectionTransformer``'s (backbone, neck, num_queries, train_cfg, test_cfg,
             data_preprocessor, init_cfg).
     """
@@ -57,12 +49,7 @@ class DeformableDETR(DetectionTransformer):
                  as_two_stage: bool = False,
                  num_feature_levels: int = 4,
                  proposal_head: Optional[dict] = None,
-                 nonfinite_loss: str = 'raise',
                  **kwargs) -> None:
-        if nonfinite_loss not in ('raise', 'skip'):
-            raise ValueError(f"nonfinite_loss must be 'raise' or 'skip', got {nonfinite_loss!r}")
-        self.nonfinite_loss = nonfinite_loss
-        self.skipped_steps = 0
         self.with_box_refine = with_box_refine
         self.as_two_stage = as_two_stage
         self.num_feature_levels = num_feature_levels
@@ -232,50 +219,6 @@ class DeformableDETR(DetectionTransformer):
             reference_points=reference_points, spatial_shapes=spatial_shapes, level_start_index=level_start_index,
             valid_ratios=valid_ratios, reg_branches=self.bbox_head.reg_branches if self.with_box_refine else None)
         return dict(hidden_states=hidden_states, references=[reference_points, *inter_references])
-
-    def train_step(self, data: Union[dict, tuple, list], optim_wrapper: OptimWrapper) -> Dict[str, Tensor]:
-        """mmengine's training step, with non-finite losses kept from the weights (see ``nonfinite_loss``).
-
-        Returns:
-            dict[str, Tensor]: The loss terms to log; empty for a skipped step.
-        """
-        try:
-            with optim_wrapper.optim_context(self):
-                data = self.data_preprocessor(data, True)
-                losses = self._forward_losses(data)
-            parsed_losses, log_vars = self.parse_losses(losses)
-        except FloatingPointError as error:
-            if self.nonfinite_loss == 'raise':
-                raise
-            self.skipped_steps += 1
-            print_log(f"{error}; step skipped (nonfinite_loss='skip', {self.skipped_steps} so far)", logger='current',
-                      level=logging.WARNING)
-            return {}
-        optim_wrapper.update_params(parsed_losses)
-        return log_vars
-
-    def parse_losses(self, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """mmengine's, raising ``FloatingPointError`` on a NaN or inf term (also where mmengine's DDP wrapper calls it
-        in place of :meth:`train_step`)."""
-        loss, log_vars = super().parse_losses(losses)
-        values = torch.stack([v.detach().float() for v in log_vars.values()]).tolist()  # one device sync
-        bad = {name: value for name, value in zip(log_vars, values) if not math.isfinite(value)}
-        if bad:
-            terms = {name: value for name, value in bad.items() if name != 'loss'} or bad  # the terms, not their sum
-            raise self._nonfinite_error('non-finite loss', ', '.join(f'{k}={v:g}' for k, v in terms.items()))
-        return loss, log_vars
-
-    def _forward_losses(self, data: Union[dict, tuple, list]) -> Dict[str, Tensor]:
-        try:
-            return self._run_forward(data, mode='loss')
-        except FloatingPointError as error:  # e.g. the assigner's non-finite matching costs
-            raise self._nonfinite_error('non-finite values in the forward pass', str(error)) from error
-
-    def _nonfinite_error(self, what: str, detail: str) -> FloatingPointError:
-        iteration = MessageHub.get_current_instance().get_info('iter')
-        where = 'in a training step' if iteration is None else f'at iteration {iteration + 1}'
-        hint = " (model.nonfinite_loss='skip' skips such steps)" if self.nonfinite_loss == 'raise' else ''
-        return FloatingPointError(f'{what} {where}: {detail}; the weights were not updated{hint}')
 
     @staticmethod
     def get_valid_ratio(mask: Tensor) -> Tensor:
