@@ -15,9 +15,16 @@
 
 namespace mmddetr {
 
+// The op's input checks (ms_deform_attn.cpp), the only ones: each failure is a ValueError
+// "multi_scale_deformable_attn: <argument> must be <what was expected>, got <what it got>".
+// Ranks, sizes, dtypes and devices (as the Meta kernels check them), then the levels' values (sizes summing to
+// num_keys, start indices): every kernel with data calls it first.
 void check_ms_deform_attn_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
                                  const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                                  const at::Tensor& attention_weights);
+// The backward's grad_output: the forward's output shape, value's dtype and device.
+void check_ms_deform_attn_grad_output(const at::Tensor& value, const at::Tensor& sampling_locations,
+                                      const at::Tensor& grad_output);
 
 at::Tensor ms_deform_attn_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,
                               const at::Tensor& level_start_index, const at::Tensor& sampling_locations,

@@ -30,8 +30,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
     On CPU the mask comes from a counter-based hash of a seed drawn from torch's default generator (so
     ``torch.manual_seed`` makes it reproducible, for any number of threads) instead of torch's per-element Bernoulli
-    draws, several times faster; nothing but the seed is kept for the backward. Other devices, and code being
-    compiled by ``torch.compile``, use torch's dropout.
+    draws, several times faster; nothing but the seed is kept for the backward (its kernel variant follows
+    ``MMDDETR_CPU_KERNEL``, see :mod:`mmddetr.ops.ms_deform_attn`). Other devices, and code being compiled by
+    ``torch.compile``, use torch's dropout.
     """
     if not 0 <= p <= 1:
         raise ValueError(f'p: expected a dropout probability in [0, 1], got {p}')

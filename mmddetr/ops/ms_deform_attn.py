@@ -1,10 +1,18 @@
-"""``mmddetr::ms_deform_attn``: the compiled op with its autograd formula and fake kernel, and the Python entry."""
+"""``mmddetr::ms_deform_attn``: the compiled op with its autograd formula, and the Python entry.
+
+The op checks its inputs (``ops/ms_deform_attn.cpp``); this module only converts arguments for it.
+
+CPU kernel: ``MMDDETR_CPU_KERNEL=baseline|avx2|auto`` (unset: auto) picks the variant every CPU kernel of the extension
+runs, once per process at its first call: ``avx2`` is compiled for x86-64-v3 (AVX2, FMA), ``baseline`` for any
+x86-64 CPU, and ``auto`` takes avx2 where the CPU has it. Asking for avx2 on a CPU without it is a ``ValueError`` at
+the first call. ``MMDDETR_CPU_KERNEL=baseline python -m pytest tests`` runs the whole test suite on the baseline
+kernels; :func:`extension_status` says which variant runs.
+"""
 import warnings
 
 import torch
 from torch import Tensor
 
-from .input_checks import check_inputs
 from .reference import multi_scale_deformable_attn_pytorch
 
 try:
@@ -17,29 +25,25 @@ _OP = 'mmddetr::ms_deform_attn'
 _warned_devices = set()
 
 
-# Device types with a compiled kernel, looked up once (a constant for torch.compile).
+# Device types with a kernel, looked up once (a constant for torch.compile). The meta kernel checks what needs no data
+# and gives the output's shape; torch.compile and torch.export run it on fake tensors.
 _KERNEL_DEVICES = frozenset() if _EXTENSION_ERROR is not None else frozenset(
-    device for device, key in (('cpu', 'CPU'), ('cuda', 'CUDA'))
+    device for device, key in (('cpu', 'CPU'), ('cuda', 'CUDA'), ('meta', 'Meta'))
     if torch._C._dispatch_has_kernel_for_dispatch_key(_OP, key))
 
 
 def extension_status() -> str:
-    """Which kernels of the compiled extension are available, or why it is absent."""
+    """Which kernels of the compiled extension are available and which CPU variant runs, or why it is absent.
+
+    Raises ``ValueError`` where ``MMDDETR_CPU_KERNEL`` asks for what this CPU or build lacks.
+    """
     if _EXTENSION_ERROR is not None:
         return f'not built ({_EXTENSION_ERROR}); using the PyTorch reference'
-    return 'kernels for ' + ', '.join(sorted(_KERNEL_DEVICES))
+    devices = ', '.join(sorted(_KERNEL_DEVICES - {'meta'}))
+    return f'kernels for {devices}; CPU kernel: {torch.ops.mmddetr.cpu_kernel()}'
 
 
 if _EXTENSION_ERROR is None:
-
-    @torch.library.register_fake(_OP)
-    def _forward_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
-        bs, _, num_heads, head_dims = value.shape
-        return value.new_empty(bs, sampling_locations.shape[1], num_heads * head_dims)
-
-    @torch.library.register_fake('mmddetr::ms_deform_attn_backward')
-    def _backward_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output):
-        return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
 
     def _setup_context(ctx, inputs, output):
         ctx.save_for_backward(*inputs)
@@ -51,6 +55,11 @@ if _EXTENSION_ERROR is None:
         return grad_value, None, None, grad_locations, grad_weights
 
     torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
+
+
+def _require(condition: bool, argument: str, expected: str, got) -> None:
+    if not condition:
+        raise ValueError(f'multi_scale_deformable_attn: {argument} must be {expected}, got {got}')
 
 
 def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
@@ -69,17 +78,31 @@ def multi_scale_deformable_attn(value: Tensor, spatial_shapes: Tensor, level_sta
     Returns:
         Tensor: (bs, num_queries, num_heads * head_dims), value's dtype. Locations and weights are used in float32
         (float64 for float64 values), and all sums are taken in that precision.
+
+    Bad inputs raise ``ValueError`` naming the argument and what was expected, from the op itself: ranks, sizes, dtypes
+    and devices always; the levels (positive sizes summing to num_keys, their start indices) wherever the tensors hold
+    data (on a GPU that reads them on the host), not for meta tensors or torch.compile / torch.export's fake tensors.
+    Without the compiled extension, the PyTorch reference runs unchecked.
+
+    On CPU, ``MMDDETR_CPU_KERNEL=baseline|avx2|auto`` picks the kernel variant (see this module's docstring); e.g.
+    ``MMDDETR_CPU_KERNEL=baseline python -m pytest tests`` runs every test on the baseline kernels.
     """
-    compiling = torch.compiler.is_compiling()
-    check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step,
-                 check_values=not compiling)
-    if value.device.type not in _KERNEL_DEVICES:
-        if value.device.type not in _warned_devices and not compiling:
-            _warned_devices.add(value.device.type)
-            warnings.warn(f'mmddetr: no compiled multi_scale_deformable_attn kernel for {value.device.type} '
-                          f'({extension_status()}); falling back to the slower PyTorch reference.')
-        return multi_scale_deformable_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations,
-                                                   attention_weights)
+    for name, tensor in (('value', value), ('spatial_shapes', spatial_shapes), ('level_start_index', level_start_index),
+                         ('sampling_locations', sampling_locations), ('attention_weights', attention_weights)):
+        _require(isinstance(tensor, Tensor), name, 'a torch.Tensor', type(tensor).__name__)
+    _require(isinstance(im2col_step, int) and im2col_step > 0, 'im2col_step', 'a positive int', im2col_step)
+    # the op takes locations and weights in value's opmath dtype; other dtypes go through for it to reject
     opmath = torch.float64 if value.dtype == torch.float64 else torch.float32
-    return torch.ops.mmddetr.ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations.to(opmath),
-                                            attention_weights.to(opmath))
+    sampling_locations, attention_weights = (t.to(opmath) if t.is_floating_point() else t
+                                             for t in (sampling_locations, attention_weights))
+    inputs = (value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    if value.device.type in _KERNEL_DEVICES:
+        return torch.ops.mmddetr.ms_deform_attn(*inputs)
+    compiling = torch.compiler.is_compiling()
+    if value.device.type not in _warned_devices and not compiling:
+        _warned_devices.add(value.device.type)
+        warnings.warn(f'mmddetr: no compiled multi_scale_deformable_attn kernel for {value.device.type} '
+                      f'({extension_status()}); falling back to the slower PyTorch reference.')
+    if _EXTENSION_ERROR is None:
+        torch.ops.mmddetr.ms_deform_attn_check_inputs(*inputs)
+    return multi_scale_deformable_attn_pytorch(*inputs)

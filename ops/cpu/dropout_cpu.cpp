@@ -12,7 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "target_clones.h"
+#include "cpu_kernel.h"
 
 namespace mmddetr {
 namespace {
@@ -35,9 +35,9 @@ MMDDETR_INLINE uint32_t mix32(uint32_t x) {  // a bijective 32-bit finaliser (go
 }
 
 template <typename scalar_t>
-MMDDETR_CPU_CLONES void dropout_blocks(const scalar_t* in, scalar_t* out, int64_t numel, int64_t block_begin,
-                                       int64_t block_end, uint64_t seed, uint32_t threshold,
-                                       at::opmath_type<scalar_t> scale) {
+MMDDETR_INLINE void dropout_blocks(const scalar_t* in, scalar_t* out, int64_t numel, int64_t block_begin,
+                                   int64_t block_end, uint64_t seed, uint32_t threshold,
+                                   at::opmath_type<scalar_t> scale) {
   using opmath_t = at::opmath_type<scalar_t>;
   for (int64_t block = block_begin; block < block_end; ++block) {
     const uint64_t key = splitmix64(seed + static_cast<uint64_t>(block));
@@ -57,6 +57,7 @@ at::Tensor dropout_cpu(const at::Tensor& input_, double p, int64_t seed) {
   TORCH_CHECK_VALUE(p >= 0 && p <= 1, "p: expected a dropout probability in [0, 1], got ", p);
   TORCH_CHECK_VALUE(at::isFloatingType(input_.scalar_type()), "input: expected a floating dtype, got ",
                     input_.scalar_type());
+  const CpuKernel kernel = cpu_kernel();
   const auto input = input_.contiguous();
   auto out = at::empty_like(input);
   // p == 1: keep everything with scale 0 (the threshold 2^32 would not fit in 32 bits).
@@ -66,8 +67,10 @@ at::Tensor dropout_cpu(const at::Tensor& input_, double p, int64_t seed) {
     using opmath_t = at::opmath_type<scalar_t>;
     const opmath_t scale = p >= 1 ? opmath_t(0) : static_cast<opmath_t>(1.0 / (1.0 - p));
     at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-      dropout_blocks<scalar_t>(input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), numel, begin,
-                               end, static_cast<uint64_t>(seed), static_cast<uint32_t>(threshold), scale);
+      run_cpu_kernel(kernel, [&]() MMDDETR_INLINE_LAMBDA {
+        dropout_blocks<scalar_t>(input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), numel, begin,
+                                 end, static_cast<uint64_t>(seed), static_cast<uint32_t>(threshold), scale);
+      });
     });
   });
   return out;

@@ -5,7 +5,8 @@
 //   1. geometry of the item's num_levels * num_points samples (corner pixels and bilinear weights), SIMD over samples;
 //   2. one fused pass over the head's channels per sample, SIMD over channels; missing corners point at a zero row
 //      (reads) and a scratch row (gradient writes), so the channel loop has no branches.
-// The range functions are cloned for x86-64-v3 (AVX2 + FMA) and baseline x86-64 (target_clones.h).
+// The range functions are compiled for x86-64-v3 (AVX2 + FMA) and baseline x86-64; MMDDETR_CPU_KERNEL picks one
+// (cpu_kernel.h). Inputs are checked by check_ms_deform_attn_inputs (ms_deform_attn.cpp) before anything else.
 // Accumulation is in opmath_t (float for float16/bfloat16/float32, double for float64).
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -16,7 +17,7 @@
 #include <vector>
 
 #include "../ms_deform_attn.h"
-#include "target_clones.h"
+#include "cpu_kernel.h"
 
 
 namespace mmddetr {
@@ -32,33 +33,21 @@ struct Problem {
   const int64_t* start;    // (num_samples,) first key of the sample's level
 };
 
-// Per-level sizes repeated for every point of the level, with the checks a direct torch.ops call relies on.
+// Per-level sizes repeated for every point of the level (the levels are checked already).
 struct LevelTable {
   std::vector<int32_t> width_i, height_i;
   std::vector<int64_t> start;
 
-  LevelTable(const at::Tensor& spatial_shapes, const at::Tensor& level_start_index, int64_t num_keys,
-             int64_t num_points) {
+  LevelTable(const at::Tensor& spatial_shapes, const at::Tensor& level_start_index, int64_t num_points) {
     const auto shapes = spatial_shapes.accessor<int64_t, 2>();
     const auto starts = level_start_index.accessor<int64_t, 1>();
-    int64_t total = 0;
     for (int64_t l = 0; l < shapes.size(0); ++l) {
-      const int64_t h = shapes[l][0], w = shapes[l][1];
-      TORCH_CHECK_VALUE(h > 0 && w > 0, "spatial_shapes: level ", l, " must have positive (H, W), got (", h, ", ",
-                        w, ")");
-      TORCH_CHECK_VALUE(h * w <= INT32_MAX, "spatial_shapes: level ", l, " has ", h * w,
-                        " pixels; at most 2^31 - 1 per level are supported");
-      TORCH_CHECK_VALUE(starts[l] == total, "level_start_index: expected ", total, " at level ", l,
-                        " (cumulative H*W of spatial_shapes), got ", starts[l]);
       for (int64_t p = 0; p < num_points; ++p) {
-        width_i.push_back(static_cast<int32_t>(w));
-        height_i.push_back(static_cast<int32_t>(h));
-        start.push_back(total);
+        width_i.push_back(static_cast<int32_t>(shapes[l][1]));
+        height_i.push_back(static_cast<int32_t>(shapes[l][0]));
+        start.push_back(starts[l]);
       }
-      total += h * w;
     }
-    TORCH_CHECK_VALUE(total == num_keys, "spatial_shapes: sum of H*W is ", total, " but value has ", num_keys,
-                      " keys (dim 1)");
   }
 };
 
@@ -110,7 +99,8 @@ MMDDETR_INLINE void sample_geometry(const Problem<opmath_t>& pb, const opmath_t*
 
 // Rows of the four corners of sample s of the head whose first key row is `head`; missing corners read `zeros`.
 template <typename T, typename Z>
-MMDDETR_INLINE void corner_rows(const int32_t* const pixel[4], int64_t s, T* level, int64_t stride, Z* zeros, Z* rows[4]) {
+MMDDETR_INLINE void corner_rows(const int32_t* const pixel[4], int64_t s, T* level, int64_t stride, Z* zeros,
+                                Z* rows[4]) {
   for (int i = 0; i < 4; ++i) rows[i] = pixel[i][s] < 0 ? zeros : level + pixel[i][s] * stride;
 }
 
@@ -118,10 +108,10 @@ MMDDETR_INLINE void corner_rows(const int32_t* const pixel[4], int64_t s, T* lev
 // writing outputs sequentially matters more than keeping one head's values in cache); scratch: 4 * num_samples int32,
 // 6 * num_samples + head_dims opmath_t.
 template <typename scalar_t, int kHeadDims>
-MMDDETR_CPU_CLONES void forward_range(const Problem<at::opmath_type<scalar_t>>& pb, const scalar_t* value,
-                                      const at::opmath_type<scalar_t>* loc, const at::opmath_type<scalar_t>* attn,
-                                      scalar_t* out, int64_t begin, int64_t end, const scalar_t* zeros,
-                                      const Samples<at::opmath_type<scalar_t>>& smp, at::opmath_type<scalar_t>* acc) {
+MMDDETR_INLINE void forward_range(const Problem<at::opmath_type<scalar_t>>& pb, const scalar_t* value,
+                                  const at::opmath_type<scalar_t>* loc, const at::opmath_type<scalar_t>* attn,
+                                  scalar_t* out, int64_t begin, int64_t end, const scalar_t* zeros,
+                                  const Samples<at::opmath_type<scalar_t>>& smp, at::opmath_type<scalar_t>* acc) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t D = kHeadDims > 0 ? kHeadDims : pb.head_dims, stride = pb.num_heads * D, S = pb.num_samples;
   for (int64_t item = begin; item < end; ++item) {
@@ -149,13 +139,13 @@ MMDDETR_CPU_CLONES void forward_range(const Problem<at::opmath_type<scalar_t>>& 
 // Backward of tasks [begin, end), a task being the queries of one split of one image b, taken with their heads in
 // memory order; each split adds into its own grad_value buffer, so no two threads add to the same element.
 template <typename scalar_t, int kHeadDims>
-MMDDETR_CPU_CLONES void backward_range(const Problem<at::opmath_type<scalar_t>>& pb, int64_t splits,
-                                       const scalar_t* value, const at::opmath_type<scalar_t>* loc,
-                                       const at::opmath_type<scalar_t>* attn, const scalar_t* grad_out,
-                                       at::opmath_type<scalar_t>* grad_value, at::opmath_type<scalar_t>* grad_loc,
-                                       at::opmath_type<scalar_t>* grad_attn, int64_t begin, int64_t end,
-                                       const scalar_t* zeros, const Samples<at::opmath_type<scalar_t>>& smp,
-                                       at::opmath_type<scalar_t>* go, at::opmath_type<scalar_t>* sink) {
+MMDDETR_INLINE void backward_range(const Problem<at::opmath_type<scalar_t>>& pb, int64_t splits,
+                                   const scalar_t* value, const at::opmath_type<scalar_t>* loc,
+                                   const at::opmath_type<scalar_t>* attn, const scalar_t* grad_out,
+                                   at::opmath_type<scalar_t>* grad_value, at::opmath_type<scalar_t>* grad_loc,
+                                   at::opmath_type<scalar_t>* grad_attn, int64_t begin, int64_t end,
+                                   const scalar_t* zeros, const Samples<at::opmath_type<scalar_t>>& smp,
+                                   at::opmath_type<scalar_t>* go, at::opmath_type<scalar_t>* sink) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t D = kHeadDims > 0 ? kHeadDims : pb.head_dims, stride = pb.num_heads * D, S = pb.num_samples;
   const int64_t split_size = pb.batch * pb.num_keys * stride, per_split = (pb.num_queries + splits - 1) / splits;
@@ -229,7 +219,7 @@ struct ProblemStorage {
 
   ProblemStorage(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
                  const at::Tensor& loc)
-      : table(spatial_shapes, level_start_index, value.size(1), loc.size(4)),
+      : table(spatial_shapes, level_start_index, loc.size(4)),
         width(table.width_i.begin(), table.width_i.end()),
         height(table.height_i.begin(), table.height_i.end()) {
     problem = {value.size(0), value.size(1), value.size(2), value.size(3), loc.size(1), loc.size(3) * loc.size(4),
@@ -255,6 +245,7 @@ at::Tensor ms_deform_attn_cpu(const at::Tensor& value_, const at::Tensor& spatia
                               const at::Tensor& level_start_index, const at::Tensor& sampling_locations_,
                               const at::Tensor& attention_weights_) {
   check_ms_deform_attn_inputs(value_, spatial_shapes, level_start_index, sampling_locations_, attention_weights_);
+  const CpuKernel kernel = cpu_kernel();
   const auto value = value_.contiguous(), loc = sampling_locations_.contiguous(),
              attn = attention_weights_.contiguous();
   auto out = at::empty({value.size(0), loc.size(1), value.size(2) * value.size(3)}, value.options());
@@ -267,9 +258,12 @@ at::Tensor ms_deform_attn_cpu(const at::Tensor& value_, const at::Tensor& spatia
     at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
       Scratch<scalar_t> scratch(pb.num_samples, pb.head_dims);
       with_head_dims(pb.head_dims, [&](auto head_dims) {
-        forward_range<scalar_t, head_dims()>(pb, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
-                                             attn.const_data_ptr<opmath_t>(), out.mutable_data_ptr<scalar_t>(),
-                                             begin, end, scratch.zeros.data(), scratch.samples, scratch.channels(0));
+        constexpr int D = decltype(head_dims)::value;
+        run_cpu_kernel(kernel, [&]() MMDDETR_INLINE_LAMBDA {
+          forward_range<scalar_t, D>(pb, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
+                                     attn.const_data_ptr<opmath_t>(), out.mutable_data_ptr<scalar_t>(), begin, end,
+                                     scratch.zeros.data(), scratch.samples, scratch.channels(0));
+        });
       });
     });
   });
@@ -280,13 +274,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
     const at::Tensor& value_, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
     const at::Tensor& sampling_locations_, const at::Tensor& attention_weights_, const at::Tensor& grad_output_) {
   check_ms_deform_attn_inputs(value_, spatial_shapes, level_start_index, sampling_locations_, attention_weights_);
+  check_ms_deform_attn_grad_output(value_, sampling_locations_, grad_output_);
+  const CpuKernel kernel = cpu_kernel();
   const auto value = value_.contiguous(), loc = sampling_locations_.contiguous(),
              attn = attention_weights_.contiguous(), grad_output = grad_output_.contiguous();
   const int64_t bs = value.size(0), num_queries = loc.size(1), heads = value.size(2);
-  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({bs, num_queries, heads * value.size(3)}) &&
-                        grad_output.scalar_type() == value.scalar_type(),
-                    "grad_output: expected ", value.scalar_type(), " (", bs, ", ", num_queries, ", ",
-                    heads * value.size(3), "), got ", grad_output.scalar_type(), " ", grad_output.sizes());
   // Split the queries of each image only when there are fewer images than threads.
   const int64_t tasks = bs;
   const int64_t splits = tasks == 0 ? 1
@@ -295,7 +287,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
   const auto opmath = value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const bool direct = splits == 1 && value.scalar_type() == opmath;
   auto grad_value = direct ? at::zeros_like(value)
-                           : at::zeros({splits, bs, value.size(1), heads, value.size(3)}, value.options().dtype(opmath));
+                           : at::zeros({splits, bs, value.size(1), heads, value.size(3)},
+                                       value.options().dtype(opmath));
   auto grad_loc = at::zeros_like(loc), grad_attn = at::zeros_like(attn);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
@@ -304,12 +297,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
     at::parallel_for(0, splits * tasks, 1, [&](int64_t begin, int64_t end) {
       Scratch<scalar_t> scratch(pb.num_samples, pb.head_dims);
       with_head_dims(pb.head_dims, [&](auto head_dims) {
-        backward_range<scalar_t, head_dims()>(
-            pb, splits, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
-            attn.const_data_ptr<opmath_t>(), grad_output.const_data_ptr<scalar_t>(),
-            grad_value.mutable_data_ptr<opmath_t>(), grad_loc.mutable_data_ptr<opmath_t>(),
-            grad_attn.mutable_data_ptr<opmath_t>(), begin, end, scratch.zeros.data(), scratch.samples,
-            scratch.channels(0), scratch.channels(1));
+        constexpr int D = decltype(head_dims)::value;
+        run_cpu_kernel(kernel, [&]() MMDDETR_INLINE_LAMBDA {
+          backward_range<scalar_t, D>(pb, splits, value.const_data_ptr<scalar_t>(), loc.const_data_ptr<opmath_t>(),
+                                      attn.const_data_ptr<opmath_t>(), grad_output.const_data_ptr<scalar_t>(),
+                                      grad_value.mutable_data_ptr<opmath_t>(), grad_loc.mutable_data_ptr<opmath_t>(),
+                                      grad_attn.mutable_data_ptr<opmath_t>(), begin, end, scratch.zeros.data(),
+                                      scratch.samples, scratch.channels(0), scratch.channels(1));
+        });
       });
     });
   });

@@ -124,12 +124,12 @@ class _Sampler(torch.nn.Module):
                                            weights.view(bs, num_queries, *self.shape))
 
 
-@pytest.mark.parametrize('backend', ['aot_eager', 'inductor'])
-def test_torch_compile_fullgraph(msda_inputs, backend):
+@pytest.mark.parametrize('backend, dynamic', [('aot_eager', False), ('inductor', False), ('aot_eager', True)])
+def test_torch_compile_fullgraph(msda_inputs, backend, dynamic):
     value, shapes, starts, _, _ = msda_inputs(bs=2, shapes=((4, 4), (2, 2)), heads=2, dims=4, dtype=torch.float32)
     model, query = _Sampler(dims=8), torch.randn(2, 5, 8)
     torch._dynamo.reset()
-    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    compiled = torch.compile(model, fullgraph=True, backend=backend, dynamic=dynamic)
     value_eager, value_compiled = value.clone().requires_grad_(), value.clone().requires_grad_()
     expected, out = model(value_eager, shapes, starts, query), compiled(value_compiled, shapes, starts, query)
     torch.testing.assert_close(out, expected)
@@ -148,10 +148,25 @@ def test_torch_export(msda_inputs):
 
 def test_direct_op_call_rejects_inconsistent_levels(msda_inputs):
     value, shapes, starts, locations, weights = msda_inputs()
-    with pytest.raises(ValueError, match='level_start_index'):
-        torch.ops.mmddetr.ms_deform_attn(value, shapes, starts + 1, locations, weights)
-    with pytest.raises(ValueError, match='spatial_shapes'):
-        torch.ops.mmddetr.ms_deform_attn(value, shapes * 2, starts, locations, weights)
+    grad_output = torch.zeros(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3], dtype=value.dtype)
+    for op, extra in ((torch.ops.mmddetr.ms_deform_attn, ()), (torch.ops.mmddetr.ms_deform_attn_backward,
+                                                                 (grad_output, ))):
+        with pytest.raises(ValueError, match='level_start_index must be the cumulative H\\*W of spatial_shapes'):
+            op(value, shapes, starts + 1, locations, weights, *extra)
+        with pytest.raises(ValueError, match="spatial_shapes must be levels whose H\\*W sum to value's num_keys"):
+            op(value, shapes * 2, starts, locations, weights, *extra)
+
+
+def test_fake_tensors_get_the_checks_that_need_no_data(msda_inputs):
+    """What torch.compile and torch.export trace with: shapes are checked, level values (which fakes lack) are not."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    inputs, mode = msda_inputs(queries=5), FakeTensorMode()
+    with mode:
+        value, shapes, starts, locations, weights = (mode.from_tensor(t) for t in inputs)
+        out = torch.ops.mmddetr.ms_deform_attn(value, shapes * 2, starts + 1, locations, weights)
+        assert out.shape == (2, 5, 16) and out.device.type == 'cpu'
+        with pytest.raises(ValueError, match='multi_scale_deformable_attn: attention_weights must be of shape'):
+            torch.ops.mmddetr.ms_deform_attn(value, shapes, starts, locations, weights[:, :2])
 
 
 def _bad_inputs(make):

@@ -1,11 +1,12 @@
-"""The op's inputs at the edges: every bad input rejected naming the argument, empty and non-finite inputs, indices
-past int32, and resident memory over many calls."""
+"""The op's inputs at the edges: every bad input rejected naming the argument (by the op itself, on every path),
+meta inputs, empty and non-finite inputs, indices past int32, and resident memory over many calls."""
 import os
 
 import pytest
 import torch
 
 from mmddetr.ops import multi_scale_deformable_attn, multi_scale_deformable_attn_pytorch
+from mmddetr.ops import ms_deform_attn as op_module
 
 NAMES = ('value', 'spatial_shapes', 'level_start_index', 'sampling_locations', 'attention_weights')
 
@@ -41,7 +42,8 @@ BAD_INPUTS = {
         attention_weights=lambda g: g['attention_weights'][:1])),
     'sampling_locations meta': ('sampling_locations',
                                 _with(sampling_locations=lambda g: g['sampling_locations'].to('meta'))),
-    'attention_weights 6-d': ('attention_weights', _with(attention_weights=lambda g: g['attention_weights'][..., None])),
+    'attention_weights 6-d': ('attention_weights',
+                              _with(attention_weights=lambda g: g['attention_weights'][..., None])),
     'attention_weights fewer queries': ('attention_weights',
                                         _with(attention_weights=lambda g: g['attention_weights'][:, :2])),
     'attention_weights other points': ('attention_weights',
@@ -49,15 +51,48 @@ BAD_INPUTS = {
     'attention_weights int': ('attention_weights', _with(attention_weights=lambda g: g['attention_weights'].long())),
     'attention_weights bool': ('attention_weights', _with(attention_weights=lambda g: g['attention_weights'] > 0.5)),
     'value meta, the rest not': ('sampling_locations', _with(value=lambda g: g['value'].to('meta'))),
-    'all meta': ('value', lambda g: {name: t.to('meta') for name, t in g.items()}),
+    'all meta, attention_weights fewer queries': ('attention_weights', lambda g: {
+        name: (t[:, :2] if name == 'attention_weights' else t).to('meta') for name, t in g.items()}),
 }
 
 
+@pytest.mark.parametrize('path', ['kernel', 'reference fallback'])
 @pytest.mark.parametrize('case', list(BAD_INPUTS))
-def test_bad_input_names_the_argument(msda_inputs, case):
+def test_bad_input_names_the_argument(msda_inputs, monkeypatch, case, path):
+    if path == 'reference fallback':  # a device without a kernel: the op's checks run before the reference
+        monkeypatch.setattr(op_module, '_KERNEL_DEVICES', frozenset())
+        monkeypatch.setattr(op_module, '_warned_devices', {'cpu', 'meta'})
     argument, make_inputs = BAD_INPUTS[case]
     with pytest.raises(ValueError, match=f'multi_scale_deformable_attn: {argument} must be'):
         multi_scale_deformable_attn(**make_inputs(dict(zip(NAMES, msda_inputs()))))
+
+
+@pytest.mark.parametrize('op', ['forward', 'backward'])
+@pytest.mark.parametrize('case', [case for case in BAD_INPUTS if case != 'level_start_index list'])
+def test_the_op_itself_rejects_bad_input_naming_the_argument(msda_inputs, case, op):
+    """The checks are the op's: a direct torch.ops call, given what the Python entry would pass, fails alike."""
+    good = dict(zip(NAMES, msda_inputs()))
+    argument, make_inputs = BAD_INPUTS[case]
+    inputs = [make_inputs(good)[name] for name in NAMES]
+    with pytest.raises(ValueError, match=f'multi_scale_deformable_attn: {argument} must be'):
+        if op == 'forward':
+            torch.ops.mmddetr.ms_deform_attn(*inputs)
+        else:
+            bs, num_queries, heads = good['sampling_locations'].shape[:3]
+            grad_output = torch.zeros(bs, num_queries, heads * good['value'].shape[3], dtype=good['value'].dtype,
+                                      device=inputs[0].device)
+            torch.ops.mmddetr.ms_deform_attn_backward(*inputs, grad_output)
+
+
+def test_meta_inputs_get_the_checks_that_need_no_data(msda_inputs):
+    """Meta tensors (as torch.compile's fake tensors) have shapes but no values: levels that do not add up pass."""
+    value, shapes, starts, locations, weights = (t.to('meta') for t in msda_inputs(bs=2, heads=2, dims=8, queries=5))
+    out = multi_scale_deformable_attn(value, shapes + 1, starts - 1, locations, weights)
+    assert out.device.type == 'meta' and out.shape == (2, 5, 16)
+    grads = torch.ops.mmddetr.ms_deform_attn_backward(value, shapes, starts, locations, weights, out)
+    assert [g.shape for g in grads] == [value.shape, locations.shape, weights.shape]
+    with pytest.raises(ValueError, match='multi_scale_deformable_attn: grad_output must be'):
+        torch.ops.mmddetr.ms_deform_attn_backward(value, shapes, starts, locations, weights, out[:, :1])
 
 
 def _one_element(*shape, dtype=torch.float64):
@@ -130,16 +165,20 @@ def test_non_finite_locations_give_finite_outputs_and_gradients(msda_inputs):
 def test_direct_op_rejects_what_the_python_entry_converts(msda_inputs):
     value, shapes, starts, locations, weights = msda_inputs()
     op = torch.ops.mmddetr
-    with pytest.raises(ValueError, match='sampling_locations, attention_weights: expected Double'):
+    with pytest.raises(ValueError, match='sampling_locations must be float64 for float64 value .*, got float32'):
         op.ms_deform_attn(value, shapes, starts, locations.float(), weights.float())
-    with pytest.raises(ValueError, match='spatial_shapes: expected int64'):
+    with pytest.raises(ValueError, match='attention_weights must be float64 for float64 value .*, got float32'):
+        op.ms_deform_attn(value, shapes, starts, locations, weights.float())
+    with pytest.raises(ValueError, match='spatial_shapes must be an int64 tensor, got int32'):
         op.ms_deform_attn(value, shapes.int(), starts, locations, weights)
-    with pytest.raises(ValueError, match='sampling_locations: expected'):
+    with pytest.raises(ValueError, match='sampling_locations must be of shape'):
         op.ms_deform_attn(value, shapes, starts, locations[:1], weights[:1])
     grad_output = torch.zeros(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3] + 1,
                               dtype=value.dtype)
-    with pytest.raises(ValueError, match='grad_output: expected'):
+    with pytest.raises(ValueError, match='grad_output must be float64 of shape'):
         op.ms_deform_attn_backward(value, shapes, starts, locations, weights, grad_output)
+    with pytest.raises(ValueError, match='grad_output must be float64 of shape'):
+        op.ms_deform_attn_backward(value, shapes, starts, locations, weights, grad_output[..., 1:].float())
 
 
 def _resident_bytes() -> int:
