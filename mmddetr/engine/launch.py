@@ -1,5 +1,6 @@
 """Preparing a config for ``tools/train.py`` / ``tools/test.py``: data checks, CPU distributed runs, AMP, and
 config errors that say where they are."""
+import atexit
 import contextlib
 import difflib
 import importlib
@@ -167,12 +168,17 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
 
     On a machine without CUDA, mmengine would call ``torch.cuda.set_device`` while initialising the process group
     (failing on CPU-only torch) and give DDP ``device_ids=[local_rank]`` (rejected for CPU modules). Here the group
-    is initialised with gloo first, and DDP gets ``device_ids=None``.
+    is initialised with gloo first, and DDP gets ``device_ids=None``. With any launcher, the process group is
+    destroyed when the process exits: one left to the interpreter's teardown aborts the process ("terminate called
+    without an active exception") while gloo's worker threads still run.
     """
     cfg.launcher = launcher
-    if launcher == 'none' or torch.cuda.is_available():
+    if launcher == 'none':
         return
-    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    atexit.register(_destroy_process_group)
+    if torch.cuda.is_available():
+        return
+    cfg.env_cfg.dist_cfg = dict(cfg.env_cfg.get('dist_cfg') or {}, backend='gloo')
     wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
                    find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper.update(cfg.get('model_wrapper_cfg') or {})
@@ -180,6 +186,11 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
     cfg.model_wrapper_cfg = wrapper
     if launcher == 'pytorch' and not dist.is_initialized():
         dist.init_process_group('gloo', rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def configure_tensorboard(cfg: Config, add: bool = True) -> None:

@@ -4,12 +4,12 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmdet.models.dense_heads import DETRHead
-from mmdet.models.layers import inverse_sigmoid
 from mmdet.structures import SampleList
 from mmdet.utils import InstanceList
 from mmengine.model import bias_init_with_prob, constant_init
 from torch import Tensor, nn
 
+from mmddetr.models.layers import refine_boxes
 from mmddetr.registry import MODELS
 
 
@@ -18,7 +18,7 @@ class DeformableDETRHead(DETRHead):
     """Class ``Linear`` and box ``MLP`` (``num_reg_fcs`` hidden layers) per decoder layer.
 
     Boxes are predicted relative to each layer's reference in logit space, ``sigmoid(delta + inverse_sigmoid(ref))``
-    (only the centre moves for a point reference). The losses (Hungarian matching, focal classification, L1 and GIoU,
+    (:func:`~mmddetr.models.layers.refine_boxes`; only the centre moves for a point reference). The losses (Hungarian matching, focal classification, L1 and GIoU,
     auxiliary losses for every layer) come from mmdet's ``DETRHead``; two-stage adds the encoder proposal loss on all
     targets relabelled to class 0 (``enc_loss_*``). The detector sets the three arguments below.
 
@@ -78,11 +78,7 @@ class DeformableDETRHead(DETRHead):
     def forward_layer(self, hidden_state: Tensor, reference: Tensor, layer_id: int) -> Tuple[Tensor, Tensor]:
         """Class logits (bs, num_queries, num_classes) and boxes (bs, num_queries, 4) of one decoder layer."""
         outputs_class = self.cls_branches[layer_id](hidden_state)
-        delta = self.reg_branches[layer_id](hidden_state)  # (bs, num_queries, 4)
-        reference = inverse_sigmoid(reference)
-        if reference.shape[-1] == 4:
-            return outputs_class, (delta + reference).sigmoid()
-        return outputs_class, torch.cat([delta[..., :2] + reference, delta[..., 2:]], -1).sigmoid()
+        return outputs_class, refine_boxes(self.reg_branches[layer_id](hidden_state), reference)
 
     def loss(self, hidden_states: Tensor, references: List[Tensor], enc_outputs_class: Optional[Tensor],
              enc_outputs_coord: Optional[Tensor], batch_data_samples: SampleList) -> Dict[str, Tensor]:

@@ -6,6 +6,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from mmddetr.models.layers import pixel_centres
 from mmddetr.registry import MODELS
 
 
@@ -49,13 +50,14 @@ class TwoStageProposalHead(BaseModule):
         nn.init.xavier_uniform_(self.memory_trans_fc.weight)
         nn.init.xavier_uniform_(self.pos_trans_fc.weight)
 
-    def forward(self, memory: Tensor, memory_mask: Optional[Tensor], spatial_shapes: Tensor,
+    def forward(self, memory: Tensor, memory_mask: Optional[Tensor], spatial_shapes: Tensor, valid_ratios: Tensor,
                 cls_branch: nn.Module, reg_branch: nn.Module) -> Dict[str, Tensor]:
         """
         Args:
             memory (Tensor): (bs, num_keys, C) encoder output.
             memory_mask (Tensor, optional): (bs, num_keys), True at padded pixels.
             spatial_shapes (Tensor): (num_levels, 2) int64 (H_l, W_l).
+            valid_ratios (Tensor): (bs, num_levels, 2) valid (w, h) fraction of every level.
             cls_branch (nn.Module): Scores the proposals, C -> num_classes; channel 0 ranks them.
             reg_branch (nn.Module): Regresses the proposals in logit space, C -> 4.
 
@@ -64,7 +66,8 @@ class TwoStageProposalHead(BaseModule):
             selected boxes (cx, cy, w, h), detached; ``enc_outputs_class`` (bs, num_keys, num_classes) and
             ``enc_outputs_coord`` (bs, num_keys, 4) for the encoder loss.
         """
-        output_memory, output_proposals = self.gen_encoder_output_proposals(memory, memory_mask, spatial_shapes)
+        output_memory, output_proposals = self.gen_encoder_output_proposals(memory, memory_mask, spatial_shapes,
+                                                                            valid_ratios)
         enc_outputs_class = cls_branch(output_memory)  # (bs, num_keys, num_classes)
         enc_outputs_coord_unact = reg_branch(output_memory) + output_proposals  # (bs, num_keys, 4)
         num_proposals = min(self.num_proposals, memory.size(1))  # small images have fewer pixels than queries
@@ -75,38 +78,24 @@ class TwoStageProposalHead(BaseModule):
         return dict(query=query, query_pos=query_pos, reference_points=topk_coords_unact.sigmoid(),
                     enc_outputs_class=enc_outputs_class, enc_outputs_coord=enc_outputs_coord_unact.sigmoid())
 
-    def gen_encoder_output_proposals(self, memory: Tensor, memory_mask: Optional[Tensor],
-                                     spatial_shapes: Tensor) -> Tuple[Tensor, Tensor]:
+    def gen_encoder_output_proposals(self, memory: Tensor, memory_mask: Optional[Tensor], spatial_shapes: Tensor,
+                                     valid_ratios: Tensor) -> Tuple[Tensor, Tensor]:
         """One proposal per encoder pixel.
 
         Args:
             memory (Tensor): (bs, num_keys, C).
             memory_mask (Tensor, optional): (bs, num_keys), True at padded pixels.
             spatial_shapes (Tensor): (num_levels, 2) int64 (H_l, W_l).
+            valid_ratios (Tensor): (bs, num_levels, 2) valid (w, h) fraction of every level.
 
         Returns:
             tuple[Tensor, Tensor]: transformed memory (bs, num_keys, C), zero-input where invalid; proposals in
             logit space (bs, num_keys, 4) (cx, cy, w, h), +inf where invalid or padded.
         """
-        bs = memory.size(0)
-        proposals, start = [], 0
-        for lvl, (H, W) in enumerate(spatial_shapes.tolist()):
-            if memory_mask is not None:
-                mask = memory_mask[:, start:start + H * W].view(bs, H, W)
-                valid_h = (~mask[:, :, 0]).sum(1)
-                valid_w = (~mask[:, 0, :]).sum(1)
-                scale = torch.stack([valid_w, valid_h], -1).view(bs, 1, 1, 2)  # (bs, 1, 1, 2)
-            else:
-                scale = memory.new_tensor([W, H], dtype=torch.float32).view(1, 1, 1, 2)
-            grid_y, grid_x = torch.meshgrid(
-                torch.linspace(0, H - 1, H, dtype=torch.float32, device=memory.device),
-                torch.linspace(0, W - 1, W, dtype=torch.float32, device=memory.device), indexing='ij')
-            grid = torch.stack([grid_x, grid_y], -1)  # (H, W, 2)
-            grid = (grid.unsqueeze(0).expand(bs, -1, -1, -1) + 0.5) / scale  # (bs, H, W, 2)
-            wh = torch.full_like(grid, 0.05 * 2.0**lvl)
-            proposals.append(torch.cat((grid, wh), -1).view(bs, -1, 4))
-            start += H * W
-        proposals = torch.cat(proposals, 1)  # (bs, num_keys, 4)
+        centres = pixel_centres(spatial_shapes, valid_ratios)  # (bs, num_keys, 2)
+        wh = torch.cat([centres.new_full((H * W, ), 0.05 * 2.0**lvl)
+                        for lvl, (H, W) in enumerate(spatial_shapes.tolist())])  # (num_keys, )
+        proposals = torch.cat((centres, wh[None, :, None].expand(centres.shape)), -1)  # (bs, num_keys, 4)
         valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)  # (bs, num_keys, 1)
         if memory_mask is not None:
             valid = valid & ~memory_mask.unsqueeze(-1)

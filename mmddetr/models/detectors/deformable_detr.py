@@ -175,14 +175,14 @@ class DeformableDETR(DetectionTransformer):
 
     def forward_encoder(self, feat: Tensor, feat_mask: Optional[Tensor], feat_pos: Tensor, spatial_shapes: Tensor,
                         level_start_index: Tensor, valid_ratios: Tensor) -> Dict:
-        """Returns ``memory`` (bs, num_keys, C) with its mask and spatial shapes."""
+        """Returns ``memory`` (bs, num_keys, C) with its mask, spatial shapes and valid ratios."""
         memory = self.encoder(query=feat, query_pos=feat_pos, key_padding_mask=feat_mask,
                               spatial_shapes=spatial_shapes, level_start_index=level_start_index,
                               valid_ratios=valid_ratios)
-        return dict(memory=memory, memory_mask=feat_mask, spatial_shapes=spatial_shapes)
+        return dict(memory=memory, memory_mask=feat_mask, spatial_shapes=spatial_shapes, valid_ratios=valid_ratios)
 
-    def pre_decoder(self, memory: Tensor, memory_mask: Optional[Tensor],
-                    spatial_shapes: Tensor) -> Tuple[Dict, Dict]:
+    def pre_decoder(self, memory: Tensor, memory_mask: Optional[Tensor], spatial_shapes: Tensor,
+                    valid_ratios: Tensor) -> Tuple[Dict, Dict]:
         """Decoder queries: learned embeddings with ``sigmoid(Linear(pos))`` reference points, or the encoder's
         top proposals in two-stage mode.
 
@@ -194,8 +194,8 @@ class DeformableDETR(DetectionTransformer):
         bs = memory.size(0)
         if self.as_two_stage:
             num_layers = self.decoder.num_layers
-            out = self.proposal_head(memory, memory_mask, spatial_shapes, self.bbox_head.cls_branches[num_layers],
-                                     self.bbox_head.reg_branches[num_layers])
+            out = self.proposal_head(memory, memory_mask, spatial_shapes, valid_ratios,
+                                     self.bbox_head.cls_branches[num_layers], self.bbox_head.reg_branches[num_layers])
             query, query_pos, reference_points = out['query'], out['query_pos'], out['reference_points']
             enc_outputs_class, enc_outputs_coord = out['enc_outputs_class'], out['enc_outputs_coord']
         else:

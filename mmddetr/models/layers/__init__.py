@@ -1,10 +1,12 @@
 from .deformable_detr_decoder import DeformableDetrTransformerDecoder, DeformableDetrTransformerDecoderLayer
 from .deformable_detr_encoder import DeformableDetrTransformerEncoder, DeformableDetrTransformerEncoderLayer
 from .fast_dropout import FastDropout
-from .fast_paths import GradAwareReLU, use_fast_paths
+from .fast_ffn import FastFFN, GradAwareReLU
 from .multi_scale_deform_attn import MultiScaleDeformableAttention
+from .utils import pixel_centres, refine_boxes
 
 __all__ = [
     'MultiScaleDeformableAttention', 'DeformableDetrTransformerEncoder', 'DeformableDetrTransformerEncoderLayer',
-    'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer', 'FastDropout', 'GradAwareReLU', 'use_fast_paths'
+    'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer', 'FastDropout', 'FastFFN',
+    'GradAwareReLU', 'pixel_centres', 'refine_boxes'
 ]

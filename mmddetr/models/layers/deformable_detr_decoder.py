@@ -3,13 +3,12 @@ from typing import Optional, Tuple
 
 import torch
 from mmcv.cnn import build_norm_layer
-from mmdet.models.layers import inverse_sigmoid
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
 
 from mmddetr.registry import MODELS
 from .builder import build_from_cfg_or_default
-from .fast_paths import use_fast_paths
+from .utils import refine_boxes
 
 
 @MODELS.register_module()
@@ -21,11 +20,9 @@ class DeformableDetrTransformerDecoderLayer(BaseModule):
             ``batch_first`` to True.
         cross_attn_cfg (dict): Cross-attention config; ``type`` defaults to ``mmddetr.MultiScaleDeformableAttention``,
             ``batch_first`` to True.
-        ffn_cfg (dict): FFN config; ``type`` defaults to mmcv's ``FFN``.
+        ffn_cfg (dict): FFN config (mmcv's ``FFN`` arguments); ``type`` defaults to ``mmddetr.FastFFN``.
         norm_cfg (dict): Normalisation after each sub-layer. Default: ``dict(type='LN')``.
         init_cfg (dict, optional): Initialisation config.
-
-    Sub-modules get the faster equivalents of :func:`use_fast_paths` (dropout masks, ReLU in place only without autograd).
     """
 
     def __init__(self,
@@ -39,9 +36,8 @@ class DeformableDetrTransformerDecoderLayer(BaseModule):
         self.embed_dims = self.self_attn.embed_dims
         self.cross_attn = build_from_cfg_or_default(
             cross_attn_cfg, 'mmddetr.MultiScaleDeformableAttention', batch_first=True, embed_dims=self.embed_dims)
-        self.ffn = build_from_cfg_or_default(ffn_cfg, 'FFN', embed_dims=self.embed_dims)
+        self.ffn = build_from_cfg_or_default(ffn_cfg, 'mmddetr.FastFFN', embed_dims=self.embed_dims)
         self.norms = ModuleList([build_norm_layer(norm_cfg, self.embed_dims)[1] for _ in range(3)])
-        use_fast_paths(self)
 
     def forward(self,
                 query: Tensor,
@@ -127,7 +123,7 @@ class DeformableDetrTransformerDecoder(BaseModule):
             level_start_index (Tensor): (num_levels,) int64.
             valid_ratios (Tensor): (bs, num_levels, 2).
             reg_branches (nn.ModuleList, optional): One box branch per layer; when given, layer l's reference
-                becomes ``sigmoid(reg_branches[l](out) + inverse_sigmoid(ref))``, detached.
+                becomes ``refine_boxes(reg_branches[l](out), ref)``, detached.
 
         Returns:
             tuple[Tensor, Tensor]: outputs (num_layers, bs, num_queries, C) and the reference after each layer
@@ -142,26 +138,9 @@ class DeformableDetrTransformerDecoder(BaseModule):
                           spatial_shapes=spatial_shapes, level_start_index=level_start_index,
                           valid_ratios=valid_ratios, reference_points=reference_points_input, **kwargs)
             if reg_branches is not None:
-                reference_points = self.refine(reg_branches[layer_id](query), reference_points).detach()
+                reference_points = refine_boxes(reg_branches[layer_id](query), reference_points).detach()
             outputs.append(query)
             references.append(reference_points)
         if self.return_intermediate:
             return torch.stack(outputs), torch.stack(references)
         return query, reference_points
-
-    @staticmethod
-    def refine(delta: Tensor, reference_points: Tensor) -> Tensor:
-        """Box update in logit space: ``sigmoid(delta + inverse_sigmoid(ref))``.
-
-        Args:
-            delta (Tensor): (bs, num_queries, 4) regression output.
-            reference_points (Tensor): (bs, num_queries, 2 or 4); a point only moves the centre (x, y) and the
-                width and height come from ``delta`` alone.
-
-        Returns:
-            Tensor: (bs, num_queries, 4) refined boxes (cx, cy, w, h).
-        """
-        if reference_points.shape[-1] == 4:
-            return (delta + inverse_sigmoid(reference_points)).sigmoid()
-        centre = delta[..., :2] + inverse_sigmoid(reference_points)
-        return torch.cat([centre, delta[..., 2:]], -1).sigmoid()

@@ -8,8 +8,7 @@ from torch import Tensor
 
 from mmddetr.registry import MODELS
 from .builder import build_from_cfg_or_default
-from .fast_paths import use_fast_paths
-from .multi_scale_deform_attn import MultiScaleDeformableAttention
+from .utils import pixel_centres
 
 
 @MODELS.register_module()
@@ -18,15 +17,14 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
 
     Args:
         self_attn_cfg (dict): Self-attention config; ``type`` defaults to ``mmddetr.MultiScaleDeformableAttention``,
-            ``batch_first`` to True. Any module with that forward signature can be swapped in.
-        ffn_cfg (dict): FFN config; ``type`` defaults to mmcv's ``FFN``.
+            ``batch_first`` to True. Another module can be swapped in if it has that class's ``project_value`` and
+            ``attend`` (the layer projects the values once, then attends query by query).
+        ffn_cfg (dict): FFN config (mmcv's ``FFN`` arguments); ``type`` defaults to ``mmddetr.FastFFN``.
         norm_cfg (dict): Normalisation after each sub-layer. Default: ``dict(type='LN')``.
-        inference_chunk (int): Inference (eval mode, no autograd) runs the layer in chunks of this many queries
-            after the value projection, everything after it being per query: each chunk's intermediates stay in
-            cache instead of a fresh full-size tensor per step. Same values. Default: 4096.
+        inference_chunk (int): Without autograd, the layer runs in chunks of this many queries after the value
+            projection, everything after it being per query: each chunk's intermediates stay in cache instead of a
+            fresh full-size tensor per step. Same values. With autograd, one chunk of all queries. Default: 4096.
         init_cfg (dict, optional): Initialisation config.
-
-    Sub-modules get the faster equivalents of :func:`use_fast_paths` (dropout masks, ReLU in place only without autograd).
     """
 
     def __init__(self,
@@ -41,44 +39,40 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
         self.inference_chunk = inference_chunk
         self.self_attn = build_from_cfg_or_default(
             self_attn_cfg, 'mmddetr.MultiScaleDeformableAttention', batch_first=True)
+        if not (hasattr(self.self_attn, 'project_value') and hasattr(self.self_attn, 'attend')):
+            raise TypeError(f'self_attn_cfg: the encoder layer needs an attention with project_value and attend, as '
+                            f'mmddetr.MultiScaleDeformableAttention has, got {type(self.self_attn).__qualname__} '
+                            f'(mmdet\'s DeformableDetrTransformerEncoderLayer runs mmcv\'s attention)')
+        if not self.self_attn.batch_first:
+            raise ValueError('self_attn_cfg.batch_first must be True: the encoder layer is batch first')
         self.embed_dims = self.self_attn.embed_dims
-        self.ffn = build_from_cfg_or_default(ffn_cfg, 'FFN', embed_dims=self.embed_dims)
+        self.ffn = build_from_cfg_or_default(ffn_cfg, 'mmddetr.FastFFN', embed_dims=self.embed_dims)
         self.norms = ModuleList([build_norm_layer(norm_cfg, self.embed_dims)[1] for _ in range(2)])
-        use_fast_paths(self)
 
-    def forward(self, query: Tensor, query_pos: Tensor, key_padding_mask: Optional[Tensor], **kwargs) -> Tensor:
+    def forward(self, query: Tensor, query_pos: Tensor, key_padding_mask: Optional[Tensor], reference_points: Tensor,
+                spatial_shapes: Tensor, level_start_index: Tensor, **kwargs) -> Tensor:
         """
         Args:
             query (Tensor): (bs, num_keys, C) flattened multi-level features.
             query_pos (Tensor): (bs, num_keys, C) positional plus level embedding.
             key_padding_mask (Tensor, optional): (bs, num_keys), True at padded pixels.
-            **kwargs: ``reference_points`` (bs, num_keys, num_levels, 2), ``spatial_shapes``,
-                ``level_start_index``, ``valid_ratios`` for the attention.
+            reference_points (Tensor): (bs, num_keys, num_levels, 2) normalised (x, y).
+            spatial_shapes (Tensor): (num_levels, 2) int64 (H_l, W_l).
+            level_start_index (Tensor): (num_levels,) int64.
+            **kwargs: Unused (``valid_ratios``, as mmdet passes it).
 
         Returns:
             Tensor: (bs, num_keys, C).
         """
-        if (not self.training and not torch.is_grad_enabled() and query.shape[1] > self.inference_chunk
-                and isinstance(self.self_attn, MultiScaleDeformableAttention) and self.self_attn.batch_first):
-            return self._infer_in_chunks(query, query_pos, key_padding_mask, **kwargs)
-        query = self.self_attn(query=query, key=query, value=query, query_pos=query_pos, key_pos=query_pos,
-                               key_padding_mask=key_padding_mask, **kwargs)
-        query = self.norms[0](query)
-        query = self.ffn(query)
-        return self.norms[1](query)
-
-    def _infer_in_chunks(self, query: Tensor, query_pos: Tensor, key_padding_mask: Optional[Tensor],
-                         reference_points: Tensor, spatial_shapes: Tensor, level_start_index: Tensor,
-                         **kwargs) -> Tensor:
-        """:meth:`forward` with the values projected once, then the rest chunk by chunk of queries."""
         value = self.self_attn.project_value(query, key_padding_mask)  # (bs, num_keys, num_heads, head_dims)
-        out = torch.empty_like(query)
-        for start in range(0, query.shape[1], self.inference_chunk):
-            rows = slice(start, start + self.inference_chunk)
+        chunk = query.shape[1] if torch.is_grad_enabled() else self.inference_chunk
+        outputs = []
+        for start in range(0, query.shape[1], chunk):
+            rows = slice(start, start + chunk)
             x = self.self_attn.attend(query[:, rows] + query_pos[:, rows], value, query[:, rows],
                                       reference_points[:, rows], spatial_shapes, level_start_index)
-            out[:, rows] = self.norms[1](self.ffn(self.norms[0](x)))
-        return out
+            outputs.append(self.norms[1](self.ffn(self.norms[0](x))))  # (bs, chunk, C)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
 
 
 @MODELS.register_module()
@@ -116,7 +110,7 @@ class DeformableDetrTransformerEncoder(BaseModule):
         Returns:
             Tensor: the memory, (bs, num_keys, C).
         """
-        reference_points = self.get_encoder_reference_points(spatial_shapes, valid_ratios, device=query.device)
+        reference_points = self.get_encoder_reference_points(spatial_shapes, valid_ratios)
         for layer in self.layers:
             query = layer(query=query, query_pos=query_pos, key_padding_mask=key_padding_mask,
                           spatial_shapes=spatial_shapes, level_start_index=level_start_index,
@@ -124,24 +118,14 @@ class DeformableDetrTransformerEncoder(BaseModule):
         return query
 
     @staticmethod
-    def get_encoder_reference_points(spatial_shapes: Tensor, valid_ratios: Tensor, device: torch.device) -> Tensor:
-        """Pixel centres of every level, normalised by the valid size, seen from every level.
+    def get_encoder_reference_points(spatial_shapes: Tensor, valid_ratios: Tensor) -> Tensor:
+        """Pixel centres of every level (:func:`pixel_centres`), seen from every level.
 
         Args:
             spatial_shapes (Tensor): (num_levels, 2) int64 (H_l, W_l).
             valid_ratios (Tensor): (bs, num_levels, 2) valid (w, h) fraction of every level.
-            device (torch.device): Device of the result.
 
         Returns:
             Tensor: (bs, num_keys, num_levels, 2) normalised (x, y).
         """
-        reference_points = []
-        for lvl, (H, W) in enumerate(spatial_shapes.tolist()):
-            ref_y, ref_x = torch.meshgrid(
-                torch.linspace(0.5, H - 0.5, H, dtype=torch.float32, device=device),
-                torch.linspace(0.5, W - 0.5, W, dtype=torch.float32, device=device), indexing='ij')
-            ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * H)  # (bs, H * W)
-            ref_x = ref_x.reshape(-1)[None] / (valid_ratios[:, None, lvl, 0] * W)
-            reference_points.append(torch.stack((ref_x, ref_y), -1))  # (bs, H * W, 2)
-        reference_points = torch.cat(reference_points, 1)  # (bs, num_keys, 2)
-        return reference_points[:, :, None] * valid_ratios[:, None]  # (bs, num_keys, num_levels, 2)
+        return pixel_centres(spatial_shapes, valid_ratios)[:, :, None] * valid_ratios[:, None]

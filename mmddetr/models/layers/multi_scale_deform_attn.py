@@ -5,7 +5,6 @@ from typing import Optional, Tuple
 import torch
 from mmengine.model import BaseModule, constant_init, xavier_init
 from mmengine.utils import deprecated_api_warning
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmddetr.ops import multi_scale_deformable_attn
@@ -168,31 +167,25 @@ class MultiScaleDeformableAttention(BaseModule):
             and attention weights (bs, num_query, num_heads, num_levels, num_points), summing to 1 per head.
         """
         bs, num_query, _ = query.shape
-        num_offsets = self.sampling_offsets.out_features
-        dtype = torch.promote_types(query.dtype, torch.float32)
-        # One projection for offsets and attention logits, with the offsets' scale folded into its rows: 1 / (W_l, H_l)
-        # for point references (offsets are in pixels of their level), 0.5 / num_points for box references (the K
-        # points spread over half the box, scaled by its size below).
-        param = self.sampling_offsets.weight
-        if reference_points.shape[-1] == 2:
-            scale = 1 / spatial_shapes.flip(-1).to(param.dtype)[None, :, None, :].expand(  # (num_heads, L, K, 2)
-                self.num_heads, self.num_levels, self.num_points, 2).reshape(num_offsets, 1)
-        else:
-            scale = param.new_full((num_offsets, 1), 0.5 / self.num_points)
-        weight = torch.cat([param * scale, self.attention_weights.weight])
-        bias = torch.cat([self.sampling_offsets.bias * scale[:, 0], self.attention_weights.bias])
-        offsets, logits = F.linear(query, weight, bias).split([num_offsets, self.attention_weights.out_features], -1)
         # (bs, num_query, num_heads, num_levels, num_points): softmax jointly over levels and points
-        attention_weights = logits.reshape(bs, num_query, self.num_heads, self.num_levels * self.num_points).softmax(
-            -1).view(bs, num_query, self.num_heads, self.num_levels, self.num_points)
+        attention_weights = self.attention_weights(query).view(
+            bs, num_query, self.num_heads, self.num_levels * self.num_points).softmax(-1).view(
+                bs, num_query, self.num_heads, self.num_levels, self.num_points)
         # (bs, num_query, num_heads, num_levels, num_points, 2), in at least float32 (half-precision locations would
         # be off by a pixel on large maps)
-        offsets = offsets.reshape(bs, num_query, self.num_heads, self.num_levels, self.num_points, 2).to(dtype)
+        dtype = torch.promote_types(query.dtype, torch.float32)
+        offsets = self.sampling_offsets(query).view(
+            bs, num_query, self.num_heads, self.num_levels, self.num_points, 2).to(dtype)
         reference_points = reference_points.to(dtype)[:, :, None, :, None, :]
         if reference_points.shape[-1] == 2:
-            # the references repeated over the points first: the add then broadcasts over heads alone, in runs of
-            # num_levels * num_points * 2 (in runs of 2, one per point, the add is 4x slower on the encoder's shape)
+            # eq. 3: p_l = ref + offset / (W_l, H_l), offsets in pixels of their level. The reference and (W_l, H_l)
+            # repeated over the points first, so that the op broadcasts over heads alone, in runs of
+            # num_levels * num_points * 2 (in runs of 2, one per point, it is 3-4x slower on the encoder's shape).
+            offset_normalizer = spatial_shapes.flip(-1).to(dtype)[:, None, :].expand(
+                self.num_levels, self.num_points, 2)  # (num_levels, num_points, 2)
             reference_points = reference_points.expand(bs, num_query, 1, self.num_levels, self.num_points, 2)
-            return reference_points.contiguous() + offsets, attention_weights
-        return reference_points[..., :2] + offsets * reference_points[..., 2:], attention_weights
-
+            return torch.addcdiv(reference_points.contiguous(), offsets, offset_normalizer.contiguous()), \
+                attention_weights
+        # box references (cx, cy, w, h): the K points spread over half the box, p = ref_xy + offset / K * ref_wh / 2
+        return torch.addcmul(reference_points[..., :2], offsets, reference_points[..., 2:] * (0.5 / self.num_points)), \
+            attention_weights

@@ -22,7 +22,8 @@ def test_proposals_geometry_validity_and_masking():
     head = TwoStageProposalHead(embed_dims=16, num_proposals=7)
     memory = torch.randn(2, 100, 16)
     mask = _padded_mask()
-    out_memory, proposals = head.gen_encoder_output_proposals(memory, mask, SHAPES)
+    valid_ratios = torch.tensor([[[5 / 10, 6 / 8], [3 / 5, 3 / 4]], [[1., 1.], [1., 1.]]])  # (bs, levels, (w, h))
+    out_memory, proposals = head.gen_encoder_output_proposals(memory, mask, SHAPES, valid_ratios)
     assert out_memory.shape == (2, 100, 16) and proposals.shape == (2, 100, 4)
     boxes = proposals.sigmoid()
     # image 0, level 0, pixel (row 2, col 3): centre over the valid 5 x 6 region, size 0.05
@@ -45,7 +46,7 @@ def test_forward_selects_top_scores_and_embeds_boxes():
     head.init_weights()
     cls_branch, reg_branch = nn.Linear(16, 3), nn.Linear(16, 4)
     memory = torch.randn(2, 100, 16, requires_grad=True)
-    out = head(memory, None, SHAPES, cls_branch, reg_branch)
+    out = head(memory, None, SHAPES, torch.ones(2, 2, 2), cls_branch, reg_branch)
     assert out['query'].shape == out['query_pos'].shape == (2, 7, 16)
     assert out['reference_points'].shape == (2, 7, 4) and not out['reference_points'].requires_grad
     assert out['enc_outputs_class'].shape == (2, 100, 3) and out['enc_outputs_coord'].shape == (2, 100, 4)
@@ -57,5 +58,5 @@ def test_forward_selects_top_scores_and_embeds_boxes():
 
 def test_fewer_pixels_than_proposals():
     head = TwoStageProposalHead(embed_dims=16, num_proposals=300)
-    out = head(torch.randn(1, 100, 16), None, SHAPES, nn.Linear(16, 2), nn.Linear(16, 4))
+    out = head(torch.randn(1, 100, 16), None, SHAPES, torch.ones(1, 2, 2), nn.Linear(16, 2), nn.Linear(16, 4))
     assert out['query'].shape == (1, 100, 16)

@@ -1,4 +1,5 @@
 """Encoder reference points, decoder refinement, and swapping sub-layers through config."""
+import pytest
 import torch
 from torch import nn
 
@@ -18,7 +19,7 @@ def _layer_cfg(dims=32, levels=2, decoder=False):
 
 def test_encoder_reference_points_are_valid_pixel_centres():
     valid_ratios = torch.tensor([[[0.5, 0.75], [0.5, 1.0]], [[1.0, 1.0], [1.0, 1.0]]])  # (bs, levels, (w, h))
-    ref = DeformableDetrTransformerEncoder.get_encoder_reference_points(SHAPES, valid_ratios, 'cpu')
+    ref = DeformableDetrTransformerEncoder.get_encoder_reference_points(SHAPES, valid_ratios)
     assert ref.shape == (2, 30, 2, 2)
     for b in range(2):
         for lvl, (H, W) in enumerate(SHAPES.tolist()):
@@ -90,12 +91,23 @@ def test_without_refinement_references_stay():
 
 
 def test_attention_and_ffn_are_swappable_through_config():
+    from mmcv.cnn.bricks.transformer import FFN
     from mmcv.ops import MultiScaleDeformableAttention as MmcvMSDA
+
+    from mmddetr.models import MultiScaleDeformableAttention
+
+    class SubclassedAttention(MultiScaleDeformableAttention):
+        pass
+
     cfg = _layer_cfg()
-    cfg['self_attn_cfg']['type'] = MmcvMSDA
+    cfg['self_attn_cfg']['type'] = SubclassedAttention
     cfg['ffn_cfg'] = dict(type='FFN', embed_dims=32, feedforward_channels=16, act_cfg=dict(type='GELU'))
     encoder = DeformableDetrTransformerEncoder(num_layers=1, layer_cfg=cfg)
-    assert type(encoder.layers[0].self_attn) is MmcvMSDA
+    assert type(encoder.layers[0].self_attn) is SubclassedAttention and type(encoder.layers[0].ffn) is FFN
     assert isinstance(encoder.layers[0].ffn.layers[0][1], nn.GELU)
     x = torch.randn(2, 30, 32)
     assert encoder(x, torch.zeros_like(x), None, SHAPES, START, torch.ones(2, 2, 2)).shape == x.shape
+
+    cfg['self_attn_cfg']['type'] = MmcvMSDA  # no project_value / attend: said at construction
+    with pytest.raises(TypeError, match='self_attn_cfg: .* project_value and attend.* got MultiScaleDeformable'):
+        DeformableDetrTransformerEncoder(num_layers=1, layer_cfg=cfg)
