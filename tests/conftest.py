@@ -6,6 +6,17 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: minutes-long test; deselect with -m "not slow"')
 
 
+@pytest.fixture(autouse=True)
+def mmdet_keeps_mmcv_attention():
+    """A test that loads a config importing ``mmddetr.mmdet_ops`` switches mmdet to our attention for the process;
+    mmdet's own models in later tests (the parity references) must keep mmcv's."""
+    yield
+    import sys
+    switch = sys.modules.get('mmddetr.models.mmdet_attention')
+    if switch is not None and switch.mmdet_uses_mmddetr_attention():
+        switch.use_mmddetr_attention_in_mmdet(False)
+
+
 @pytest.fixture
 def msda_inputs():
     """Factory of random op inputs: ``make(bs, shapes, heads, dims, queries, points, dtype, device, spread)``.

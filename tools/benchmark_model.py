@@ -1,19 +1,24 @@
-"""End-to-end benchmark: our two-stage R50 Deformable DETR against mmdet 3.3.0's, same weights, same run.
+"""End-to-end benchmark: our two-stage R50 Deformable DETR (or mmdet's DINO / DDQ-DETR on our attention) against
+mmdet 3.3.0's, same weights, same run.
 
-Both detectors are built from their own configs (ours: configs/deformable_detr_r50_refine_twostage.py; mmdet's:
-its deformable-detr-refine-twostage_r50_16xb2-50e_coco.py, with mmcv's attention), mmdet's random weights are loaded
-strictly into ours and the predictions are checked equal first. Each row then runs in a fresh process per
+``--model deformable-detr`` (default): both detectors are built from their own configs (ours:
+configs/deformable_detr_r50_refine_twostage.py; mmdet's: its deformable-detr-refine-twostage_r50_16xb2-50e_coco.py,
+with mmcv's attention). ``--model dino``: ours is configs/dino/dino_4scale_r50_12e.py (mmdet's DINO on our attention
+through mmddetr.mmdet_ops), mmdet's its dino-4scale_r50_8xb2-12e_coco.py with mmcv's attention; ``--model ddq-detr``:
+mmdet's ddq-detr-4scale_r50_8xb2-12e_coco.py built both ways. mmdet's random weights are loaded strictly into ours
+and the predictions are checked equal first. Each row then runs in a fresh process per
 implementation, their timed steps taking turns (one of each per round, so machine drift hits both alike): median time
 over ``--repeat`` rounds after a warm-up, peak memory (CPU: peak resident set size above
 the built model; CUDA: peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula for our op).
 
     python tools/benchmark_model.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads 2] [--repeat 3]
                                     [--compile] [--passes inference 'train step' 'toy train step'] [--json FILE]
+                                    [--model deformable-detr|dino|ddq-detr]
 
 Rows: inference at 800x1333 (batch 1; and batch 4 on CUDA) and one training step (forward, loss, backward) at
 512x672 on CPU, 800x1333 on CUDA (batch 2, as the configs' per-GPU batch); and the toy training step (the README's
 main job: configs/toy/deformable_detr_r18_toy_refine_twostage.py, batch 8 at 256x256) with each one's classes, the
-step the toy learning target compares.
+step the toy learning target compares; for DINO, configs/toy/dino_r18_toy.py with mmcv's attention and with ours.
 """
 import argparse
 import json
@@ -23,12 +28,20 @@ import time
 
 from benchmark_op import peak_memory_bytes  # tools/ is on the path when run as a script
 
-OURS = 'configs/deformable_detr_r50_refine_twostage.py'
-MMDET = 'deformable_detr/deformable-detr-refine-twostage_r50_16xb2-50e_coco.py'
-TOY = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
+# --model: (our config, or None for mmdet's own config on our attention; mmdet's config under its .mim/configs; our
+# toy config, or None for no toy row)
+DETECTORS = {
+    'deformable-detr': ('configs/deformable_detr_r50_refine_twostage.py',
+                        'deformable_detr/deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
+                        'configs/toy/deformable_detr_r18_toy_refine_twostage.py'),
+    'dino': ('configs/dino/dino_4scale_r50_12e.py', 'dino/dino-4scale_r50_8xb2-12e_coco.py',
+             'configs/toy/dino_r18_toy.py'),
+    'ddq-detr': (None, 'ddq/ddq-detr-4scale_r50_8xb2-12e_coco.py', None),
+}
 TOY_CLASSES = 5
-TARGETS = {('cpu', 'inference'): 2.5, ('cpu', 'train step'): 2.0, ('cuda', 'inference'): 1.5,
-           ('cuda', 'train step'): 1.5}
+TARGETS = {('deformable-detr', 'cpu', 'inference'): 2.5, ('deformable-detr', 'cpu', 'train step'): 2.0,
+           ('deformable-detr', 'cuda', 'inference'): 1.5, ('deformable-detr', 'cuda', 'train step'): 1.5,
+           ('dino', 'cpu', 'inference'): 2.5, ('dino', 'cpu', 'train step'): 2.0}
 PAPER_V100_FPS = 19.4  # paper: two-stage R50 at batch 4 on a V100 (15.0 at batch 1)
 
 
@@ -47,9 +60,10 @@ def _register_mmdet_any_dims():
     return 'DeformableDETRAnyDims'
 
 
-def build(impl, device, toy=False):
-    """Our or mmdet's detector with the shared random weights (seeded, mmdet-built, loaded strictly into ours):
-    the two-stage R50 from each one's own config, or (``toy``) the toy config built with each one's classes."""
+def build(impl, device, toy=False, model_name='deformable-detr'):
+    """Our or mmdet's detector with the shared random weights (seeded, mmdet-built with mmcv's attention, loaded
+    strictly into ours): the R50 model from each one's own config, or (``toy``) the toy config built with each one's
+    classes (Deformable DETR) or attention (DINO)."""
     import mmdet
     import torch
     from mmdet.registry import MODELS as MMDET_MODELS
@@ -57,30 +71,35 @@ def build(impl, device, toy=False):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
+    from mmddetr.models import mmdet_attention
     from mmddetr.registry import MODELS
     from mmengine.logging import MMLogger
     register_all_modules(init_default_scope=False)
     MMLogger.get_current_instance().setLevel('WARNING')  # no per-parameter init report
+    ours_path, mmdet_path, toy_path = DETECTORS[model_name]
+    mmdet_path = os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs', mmdet_path)
     torch.manual_seed(0)
-    if toy:
-        theirs_cfg = Config.fromfile(TOY)
+    if toy and model_name != 'deformable-detr':
+        theirs_cfg = Config.fromfile(toy_path)  # mmdet's detector class: only the attention differs
+    elif toy:
+        theirs_cfg = Config.fromfile(toy_path)
         theirs_cfg.model.type = _register_mmdet_any_dims()
         for layer_cfg in (theirs_cfg.model.encoder.layer_cfg, theirs_cfg.model.decoder.layer_cfg):
             for key in ('self_attn_cfg', 'cross_attn_cfg'):
                 layer_cfg.get(key, {}).pop('type', None)  # mmdet's layers build fixed attention classes
     else:
-        theirs_cfg = Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs', MMDET))
+        theirs_cfg = Config.fromfile(mmdet_path)
     theirs_cfg.model.backbone.init_cfg = None
-    with DefaultScope.overwrite_default_scope('mmdet'):
+    with DefaultScope.overwrite_default_scope('mmdet'), mmdet_attention(mmddetr=False):
         model = MMDET_MODELS.build(theirs_cfg.model)
         model.init_weights()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     if impl == 'ours':
-        ours_cfg = Config.fromfile(TOY if toy else OURS)
+        ours_cfg = Config.fromfile(toy_path if toy else ours_path or mmdet_path)
         ours_cfg.model.backbone.init_cfg = None
-        with DefaultScope.overwrite_default_scope('mmddetr'):
+        with DefaultScope.overwrite_default_scope('mmddetr'), mmdet_attention():
             ours = MODELS.build(ours_cfg.model)
         ours.load_state_dict(model.state_dict(), strict=True)
         model = ours
@@ -122,7 +141,7 @@ def flops_of(model, step):
     return counter.get_total_flops()
 
 
-def _serve(conn, impl, mode, batch, size, device, dtype_name, threads, compile_model):
+def _serve(conn, impl, model_name, mode, batch, size, device, dtype_name, threads, compile_model):
     """Worker process of one (implementation, row): builds, warms up, reports size and peak memory, then times one
     step per request (so the implementations' timed steps interleave, and machine drift hits them alike); FLOPs
     last."""
@@ -130,7 +149,7 @@ def _serve(conn, impl, mode, batch, size, device, dtype_name, threads, compile_m
     torch.set_num_threads(threads)
     dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[dtype_name]
     toy = mode.startswith('toy')
-    model = build(impl, device, toy)
+    model = build(impl, device, toy, model_name)
     params = sum(p.numel() for p in model.parameters())
     inputs, samples = make_batch(batch, *size, device, TOY_CLASSES if toy else 80)
     train = mode.endswith('train step')
@@ -196,13 +215,13 @@ def measure(variants, common, repeat):
     return results
 
 
-def check_equal(device):
+def check_equal(device, model_name):
     """Predictions of both on one image must match before anything is timed."""
     import torch
     inputs, samples = make_batch(1, 320, 480, device)
     results = []
     for impl in ('mmdet', 'ours'):
-        model = build(impl, device).eval()
+        model = build(impl, device, model_name=model_name).eval()
         with torch.no_grad():
             results.append(model.predict(inputs, samples)[0].pred_instances)
     torch.testing.assert_close(results[1].scores, results[0].scores, atol=1e-4, rtol=1e-4)
@@ -224,28 +243,33 @@ def main():
     passes = ['inference', 'train step', 'toy train step']
     parser.add_argument('--passes', nargs='+', choices=passes, default=passes, help='which rows to run')
     parser.add_argument('--json', help='write the rows to this file')
+    parser.add_argument('--model', choices=list(DETECTORS), default='deformable-detr',
+                        help='the detector: our Deformable DETR, or mmdet\'s DINO / DDQ-DETR on our attention')
     args = parser.parse_args()
     rows = [('inference', 1, (800, 1333))]
     if args.device == 'cuda':
         rows += [('inference', 4, (800, 1333)), ('train step', 2, (800, 1333))]
     else:
         rows += [('train step', 2, (512, 672))]
-    rows += [('toy train step', 8, (256, 256))]
+    if DETECTORS[args.model][2] is not None:
+        rows += [('toy train step', 8, (256, 256))]
     rows = [row for row in rows if row[0] in args.passes]
-    check_equal(args.device)
-    print(f'device {args.device}, {args.dtype}, {args.threads} threads; predictions of both equal (1e-4)')
+    check_equal(args.device, args.model)
+    print(f'{args.model}: device {args.device}, {args.dtype}, {args.threads} threads; predictions of both equal '
+          '(1e-4)')
     print('| pass | batch | size | ours s | mmdet s | speed-up | target | ours peak MB | mmdet peak MB | '
           'params | GFLOPs | img/s ours |')
     print('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     report = []
     for mode, batch, size in rows:
-        common = (mode, batch, size, args.device, args.dtype, args.threads)
+        common = (args.model, mode, batch, size, args.device, args.dtype, args.threads)
         variants = [('ours', False), ('mmdet', False)] + [('ours', True)] * args.compile
         results = measure(variants, common, args.repeat)
         ours, theirs = results[('ours', False)], results[('mmdet', False)]
         speedup = theirs['seconds'] / ours['seconds']
-        target = TARGETS.get((args.device, mode))
-        row = dict(mode=mode, batch=batch, size=size, ours=ours, mmdet=theirs, speedup=speedup, target=target)
+        target = TARGETS.get((args.model, args.device, mode))
+        row = dict(model=args.model, mode=mode, batch=batch, size=size, ours=ours, mmdet=theirs, speedup=speedup,
+                   target=target)
         if args.compile:
             row['ours_compiled'] = results[('ours', True)]
         report.append(row)
@@ -259,8 +283,9 @@ def main():
             print(f'| {mode} (ours, torch.compile) | {batch} | {size[0]}x{size[1]} | {c["seconds"]:.2f} | | '
                   f'{theirs["seconds"] / c["seconds"]:.2f}x | | {c["peak_mb"]:.0f} | | | | |')
     if any(mode.startswith('toy') for mode, _, _ in rows):
-        print(f'toy train step: {TOY} built with each one\'s classes ({TOY_CLASSES} classes, 6 boxes per image); the '
-              'learning target quotes mmdet\'s run at 2.4 s per iteration (data and optimizer step included)')
+        built = "mmdet's classes and ours" if args.model == 'deformable-detr' else "mmcv's attention and ours"
+        print(f'toy train step: {DETECTORS[args.model][2]} built with {built} ({TOY_CLASSES} classes, 6 boxes per '
+              'image)')
     if args.device == 'cuda':
         print(f'paper, V100: 15.0 FPS at batch 1, {PAPER_V100_FPS:.1f} at batch 4 (two-stage, R50)')
     if args.json:

@@ -3,10 +3,12 @@ from .detectors import DeformableDETR
 from .layers import (DeformableDetrTransformerDecoder, DeformableDetrTransformerDecoderLayer,
                      DeformableDetrTransformerEncoder, DeformableDetrTransformerEncoderLayer,
                      MultiScaleDeformableAttention)
+from .mmdet_attention import mmdet_attention, mmdet_uses_mmddetr_attention, use_mmddetr_attention_in_mmdet
 from .task_modules import BBoxL1Cost, FocalLossCost, HungarianAssigner, IoUCost
 
 __all__ = [
     'MultiScaleDeformableAttention', 'DeformableDetrTransformerEncoder', 'DeformableDetrTransformerEncoderLayer',
     'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer', 'DeformableDETRHead',
-    'TwoStageProposalHead', 'DeformableDETR', 'HungarianAssigner', 'FocalLossCost', 'BBoxL1Cost', 'IoUCost'
+    'TwoStageProposalHead', 'DeformableDETR', 'HungarianAssigner', 'FocalLossCost', 'BBoxL1Cost', 'IoUCost',
+    'use_mmddetr_attention_in_mmdet', 'mmdet_uses_mmddetr_attention', 'mmdet_attention'
 ]

@@ -25,3 +25,20 @@ def test_toy_row_builds_mmdet_and_ours_alike(no_dropout):
     assert list(losses_o) == list(losses_t)
     for key in losses_t:
         torch.testing.assert_close(losses_o[key], losses_t[key], atol=1e-4, rtol=1e-4, msg=key)
+
+
+def test_dino_rows_differ_only_in_the_attention():
+    from mmcv.ops import MultiScaleDeformableAttention as MmcvAttention
+
+    from mmddetr.models import MultiScaleDeformableAttention
+    theirs, ours = (build(impl, 'cpu', toy=True, model_name='dino') for impl in ('mmdet', 'ours'))
+    assert type(theirs) is type(ours) and type(ours).__name__ == 'DINO'
+    assert {type(m) for m in theirs.modules() if isinstance(m, (MmcvAttention, MultiScaleDeformableAttention))} == {
+        MmcvAttention}
+    assert {type(m) for m in ours.modules() if isinstance(m, (MmcvAttention, MultiScaleDeformableAttention))} == {
+        MultiScaleDeformableAttention}
+    inputs, samples = make_batch(2, 96, 128, 'cpu', num_classes=5)
+    theirs.eval(), ours.eval()
+    with torch.no_grad():
+        for t, o in zip(theirs.predict(inputs, samples), ours.predict(inputs, samples)):
+            torch.testing.assert_close(o.pred_instances.scores, t.pred_instances.scores, atol=1e-4, rtol=1e-4)
