@@ -26,9 +26,9 @@ def read_checkpoint(path: str) -> dict:
     return checkpoint
 
 
-def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, shown: int = 5) -> None:
-    """Raises ``CheckpointError`` when ``checkpoint`` (read from ``path`` by ``read_checkpoint``) misses weights of
-    ``model``: how many, the first ``shown`` names, and the run that saved it when the checkpoint records one."""
+def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, shown: int = 5, hint: str = '') -> None:
+    """Raises ``CheckpointError`` when ``checkpoint`` (read from ``path``) misses weights of ``model``: how many, the
+    first ``shown`` names, the run that saved it when the checkpoint records one, and ``hint`` (what to do)."""
     state = checkpoint.get('state_dict', checkpoint)
     names = {name[len('module.'):] if name.startswith('module.') else name for name in state}
     expected = list(getattr(model, 'module', model).state_dict())
@@ -39,4 +39,5 @@ def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, show
     saved_by = meta.get('experiment_name') if isinstance(meta, dict) else None
     origin = f'; it was saved by the run {saved_by!r}' if saved_by else ''
     raise CheckpointError(f'checkpoint {path}: {len(missing)} of the model\'s {len(expected)} weights are missing '
-                          f'(first: {", ".join(missing[:shown])}){origin}. Is it a checkpoint of this config?')
+                          f'(first: {", ".join(missing[:shown])}){origin}. Is it a checkpoint of this config?'
+                          f'{" " + hint if hint else ""}')
