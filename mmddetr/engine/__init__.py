@@ -1,5 +1,5 @@
-from .checkpoint_check import CheckpointError, check_checkpoint_weights, read_checkpoint
-from .checkpoint_globals import load_local_checkpoint, mmengine_checkpoint_globals
+from .checkpoint_check import CheckpointError, check_checkpoint_weights, load_local_checkpoint, read_checkpoint
+from .checkpoint_globals import mmengine_checkpoint_globals
 from .checkpoint_io import AtomicLocalBackend, latest_checkpoint
 from .hooks import CheckpointWeightsHook, NonFiniteLossHook, RNGStateHook, TimeBudgetHook
 from .launch import (UnknownTypeError, build_runner, check_data_exists, configure_tensorboard, explain_unknown_type,

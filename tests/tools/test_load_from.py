@@ -1,5 +1,6 @@
 """``load_from`` in tools/train.py: a checkpoint missing weights of the model stops training with one line, unless
-a partial load is asked for; a checkpoint with another class count fine-tunes (its class layers skipped)."""
+a partial load is asked for, as does one that cannot be read; a checkpoint with another class count fine-tunes (its
+class layers skipped)."""
 import math
 import os.path as osp
 
@@ -54,6 +55,17 @@ def test_checkpoint_missing_weights_stops_training_unless_partial(run_tool, toy_
     trained = load_checkpoint(osp.join(work, 'iter_1.pth'))['state_dict']
     for name in fixed:  # the checkpoint's weights loaded, the missing ones kept their init
         assert torch.equal(trained[name], state[name]) != name.startswith('decoder.'), name
+
+
+def test_unreadable_or_absent_checkpoint_stops_training_with_one_line(run_tool, toy_options, tmp_path):
+    cut = tmp_path / 'cut.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1000)}}, str(cut))
+    cut.write_bytes(cut.read_bytes()[:200])
+    for path, reason in ((cut, 'cannot be read'), (tmp_path / 'absent.pth', 'no such file')):
+        proc = run_tool('train.py', TOY, '--work-dir', str(tmp_path / path.stem), '--cfg-options',
+                        *_options(toy_options), f'load_from={path}')
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+        assert proc.stderr.splitlines()[-1].startswith(f'error: checkpoint {path}: {reason}'), proc.stderr[-3000:]
 
 
 def test_finetune_with_another_class_count_through_load_from(run_tool, toy_options, build_detector, tmp_path):
