@@ -8,7 +8,7 @@ from mmengine.registry import Registry
 
 # The modules that register in each registry, imported at its first lookup. ``mmddetr.engine`` also comes with the
 # models: it registers the checkpoint loader that lets mmengine read its own checkpoints weights-only
-# (:mod:`mmddetr.engine.checkpoint_globals`), which every path that builds one of our models and loads weights needs.
+# (:mod:`mmddetr.engine.checkpoint_check`), which every path that builds one of our models and loads weights needs.
 _LOCATIONS = {
     'MODELS': ['mmddetr.models', 'mmddetr.engine'],
     'TASK_UTILS': ['mmddetr.models'],

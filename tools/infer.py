@@ -141,8 +141,6 @@ def main(argv=None) -> None:
         images = collect_images(args.images)
     except FileNotFoundError as e:
         sys.exit(f'error: {e}')
-    if not osp.isfile(args.checkpoint):
-        sys.exit(f'error: checkpoint: no such file {args.checkpoint}')
     try:
         checkpoint = read_checkpoint(args.checkpoint)
         model = init_detector(args.config, args.checkpoint, device=args.device)

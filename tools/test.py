@@ -5,7 +5,6 @@
 """
 import argparse
 import os
-import os.path as osp
 import sys
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook
@@ -40,8 +39,6 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     configure_tensorboard(cfg, add=False)
-    if not osp.isfile(args.checkpoint):
-        sys.exit(f'error: checkpoint: no such file {args.checkpoint}')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         sys.exit(f'error: --out: expected a .pkl or .pickle file, got {args.out}')
     try:

@@ -12,8 +12,8 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmddetr.engine import (UnknownTypeError, configure_tensorboard, build_runner, check_data_exists, latest_checkpoint,
-                            load_config, setup_amp, unknown_types_explained)
+from mmddetr.engine import (CheckpointError, UnknownTypeError, configure_tensorboard, build_runner, check_data_exists,
+                            latest_checkpoint, load_config, setup_amp, unknown_types_explained)
 
 NO_DATA_HINT = ('To try everything without a download, run the toy config, which makes its own data: '
                 'python tools/train.py configs/toy/deformable_detr_r18_toy_refine_twostage.py')
@@ -78,7 +78,7 @@ def main(argv=None) -> Runner:
         with unknown_types_explained(cfg):
             runner = build_runner(cfg)
             runner.train()
-    except UnknownTypeError as e:
+    except (UnknownTypeError, CheckpointError) as e:
         sys.exit(f'error: {e}')
     return runner
 

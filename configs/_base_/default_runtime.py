@@ -12,7 +12,11 @@ default_hooks = dict(
     visualization=dict(type='DetVisualizationHook'),
     # a NaN or inf loss term (or matching cost) stops training before the weights are touched, naming the iteration
     # and the terms; action='skip' skips such steps with a warning instead (mmddetr.engine.NonFiniteLossHook)
-    nonfinite_loss=dict(type='NonFiniteLossHook', action='raise'))
+    nonfinite_loss=dict(type='NonFiniteLossHook', action='raise'),
+    # load_from / resume: a checkpoint missing weights of the model stops the run, naming them (mmengine would only
+    # log them); allow_missing=True loads it partially (mmddetr.engine.CheckpointWeightsHook). Weights of another
+    # shape (a head for another class count) are skipped and logged, as in mmengine.
+    checkpoint_weights=dict(type='CheckpointWeightsHook', allow_missing=False))
 
 # RNG states travel with the checkpoints: a resumed run continues exactly as the uninterrupted one would.
 # NumClassCheckHook (mmdet's): the head's num_classes must equal the number of dataset classes, before training and

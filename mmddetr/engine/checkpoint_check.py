@@ -1,9 +1,16 @@
-"""Checks that a checkpoint can be read and holds every weight of the model it is loaded into.
+"""Reading checkpoints, and checking that one holds every weight of the model it is loaded into.
 
 mmengine loads checkpoints non-strictly and only logs missing keys, so a checkpoint of another model (or a file with
-no weights at all) would otherwise be evaluated as a randomly initialised, or half-loaded, detector.
+no weights at all) would otherwise be evaluated as a randomly initialised, or half-loaded, detector. mmengine's loader
+of local files (its ``CheckpointLoader`` scheme ``''``, used by ``load_from``, ``--resume``, mmdet's
+``init_detector`` and ``DetInferencer``) is replaced by :func:`load_local_checkpoint`, i.e. :func:`read_checkpoint`:
+importing this module registers it, as importing a module registers its classes; ``mmddetr.registry`` imports it
+with the models.
 """
+import os.path as osp
+
 import torch
+from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
 from .checkpoint_globals import mmengine_checkpoint_globals
@@ -13,11 +20,14 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or that lacks weights of the model."""
 
 
-def read_checkpoint(path: str) -> dict:
-    """The checkpoint at ``path`` (loaded on the CPU, weights-only), or a ``CheckpointError`` naming the file."""
+def read_checkpoint(path: str, map_location='cpu') -> dict:
+    """The checkpoint at ``path`` (weights-only ``torch.load``, mmengine's own checkpoints included), or a
+    ``CheckpointError`` naming the file."""
+    if not osp.isfile(path):
+        raise CheckpointError(f'checkpoint {path}: no such file')
     try:
         with mmengine_checkpoint_globals():
-            checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f'checkpoint {path}: cannot be read ({reason})') from e
@@ -26,9 +36,15 @@ def read_checkpoint(path: str) -> dict:
     return checkpoint
 
 
-def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, shown: int = 5) -> None:
-    """Raises ``CheckpointError`` when ``checkpoint`` (read from ``path`` by ``read_checkpoint``) misses weights of
-    ``model``: how many, the first ``shown`` names, and the run that saved it when the checkpoint records one."""
+@CheckpointLoader.register_scheme(prefixes='', force=True)
+def load_local_checkpoint(filename: str, map_location=None) -> dict:
+    """mmengine's loader of local files (``load_from``, ``--resume``, ``init_detector``): :func:`read_checkpoint`."""
+    return read_checkpoint(osp.expanduser(filename), map_location)
+
+
+def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, shown: int = 5, hint: str = '') -> None:
+    """Raises ``CheckpointError`` when ``checkpoint`` (read from ``path``) misses weights of ``model``: how many, the
+    first ``shown`` names, the run that saved it when the checkpoint records one, and ``hint`` (what to do)."""
     state = checkpoint.get('state_dict', checkpoint)
     names = {name[len('module.'):] if name.startswith('module.') else name for name in state}
     expected = list(getattr(model, 'module', model).state_dict())
@@ -39,4 +55,5 @@ def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, show
     saved_by = meta.get('experiment_name') if isinstance(meta, dict) else None
     origin = f'; it was saved by the run {saved_by!r}' if saved_by else ''
     raise CheckpointError(f'checkpoint {path}: {len(missing)} of the model\'s {len(expected)} weights are missing '
-                          f'(first: {", ".join(missing[:shown])}){origin}. Is it a checkpoint of this config?')
+                          f'(first: {", ".join(missing[:shown])}){origin}. Is it a checkpoint of this config?'
+                          f'{" " + hint if hint else ""}')

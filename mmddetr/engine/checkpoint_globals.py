@@ -4,10 +4,7 @@ mmengine 0.10.7 saves the message hub (``HistoryBuffer``, numpy scalars and arra
 checkpoints and loads them with a bare ``torch.load``, so ``--resume`` fails on torch >= 2.6 with an
 ``UnpicklingError``. Rather than turning the safety off (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), we allow exactly the
 classes those checkpoints hold, and only while a checkpoint is being read: :func:`mmengine_checkpoint_globals` around
-our own reads, and mmengine's loader of local files (its ``CheckpointLoader`` scheme ``''``, used by ``load_from``,
-``--resume``, mmdet's ``init_detector`` and ``DetInferencer``) replaced by :func:`load_local_checkpoint`, which is
-mmengine's inside that context. Importing this module registers that loader, as importing a module registers its
-classes; ``mmddetr.registry`` imports it with the models.
+every read (:func:`mmddetr.engine.read_checkpoint`, which also replaces mmengine's loader of local files).
 """
 import codecs
 import collections
@@ -19,7 +16,6 @@ import numpy as np
 import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer
-from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 
 
 def _numpy_globals() -> list:
@@ -58,9 +54,3 @@ def mmengine_checkpoint_globals() -> Iterator[None]:
     with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
         yield
 
-
-@CheckpointLoader.register_scheme(prefixes='', force=True)
-def load_local_checkpoint(filename: str, map_location=None) -> dict:
-    """mmengine's ``load_from_local`` (weights-only ``torch.load``) that also reads mmengine's own checkpoints."""
-    with mmengine_checkpoint_globals():
-        return load_from_local(filename, map_location)

@@ -42,3 +42,5 @@ def test_unreadable_checkpoints_name_the_file(tmp_path):
     torch.save([1, 2], str(path))
     with pytest.raises(CheckpointError, match='expected a dict of weights, got list'):
         read_checkpoint(str(path))
+    with pytest.raises(CheckpointError, match=f'checkpoint {tmp_path}/absent.pth: no such file'):
+        read_checkpoint(str(tmp_path / 'absent.pth'))
