@@ -230,3 +230,16 @@ def test_custom_import_in_an_mmdet_config_builds_our_attention(tmp_path):
     proc = subprocess.run([sys.executable, '-c', script, str(config)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == '12'  # 6 encoder self- and 6 decoder cross-attentions
+
+
+def test_our_dino_config_is_mmdets_recipe():
+    """configs/dino/dino_4scale_r50_12e.py builds on Deformable DETR R50's config; its model and schedule are mmdet's
+    DINO-4scale R50 12-epoch recipe (num_feature_levels=4 written out, mmdet's default)."""
+    ours = Config.fromfile('configs/dino/dino_4scale_r50_12e.py')
+    theirs = _mmdet_config('dino/dino-4scale_r50_8xb2-12e_coco.py')
+    assert ours.model.to_dict() == dict(theirs.model.to_dict(), num_feature_levels=4)
+    for key in ('param_scheduler', 'train_cfg', 'auto_scale_lr', 'test_pipeline'):
+        assert ours[key] == theirs[key], key
+    assert ours.optim_wrapper.optimizer.lr == theirs.optim_wrapper.optimizer.lr == 1e-4
+    assert ours.optim_wrapper.paramwise_cfg == theirs.optim_wrapper.paramwise_cfg
+    assert 'mmddetr.mmdet_ops' in ours.custom_imports.imports
