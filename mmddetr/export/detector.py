@@ -21,7 +21,8 @@ class DetectorWithPostprocess(nn.Module):
 
     def __init__(self, detector: nn.Module) -> None:
         super().__init__()
-        self.detector = detector.eval()
+        self.detector = detector
+        self.eval()
 
     def forward(self, images: Tensor, valid_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """
