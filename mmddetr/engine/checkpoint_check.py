@@ -28,15 +28,23 @@ def read_checkpoint(path: str) -> dict:
 
 def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, shown: int = 5) -> None:
     """Raises ``CheckpointError`` when ``checkpoint`` (read from ``path`` by ``read_checkpoint``) misses weights of
-    ``model``: how many, the first ``shown`` names, and the run that saved it when the checkpoint records one."""
+    ``model``, or holds some of another shape (mmengine skips those with a warning): how many, the first ``shown``
+    names, and the run that saved it when the checkpoint records one."""
     state = checkpoint.get('state_dict', checkpoint)
-    names = {name[len('module.'):] if name.startswith('module.') else name for name in state}
-    expected = list(getattr(model, 'module', model).state_dict())
-    missing = [name for name in expected if name not in names]
-    if not missing:
+    state = {name[len('module.'):] if name.startswith('module.') else name: value for name, value in state.items()}
+    expected = getattr(model, 'module', model).state_dict()
+    missing = [name for name in expected if name not in state]
+    reshaped = [f'{name} {tuple(state[name].shape)} for {tuple(weight.shape)}' for name, weight in expected.items()
+                if name in state and isinstance(state[name], torch.Tensor) and state[name].shape != weight.shape]
+    if not missing and not reshaped:
         return
     meta = checkpoint.get('meta')
     saved_by = meta.get('experiment_name') if isinstance(meta, dict) else None
     origin = f'; it was saved by the run {saved_by!r}' if saved_by else ''
-    raise CheckpointError(f'checkpoint {path}: {len(missing)} of the model\'s {len(expected)} weights are missing '
-                          f'(first: {", ".join(missing[:shown])}){origin}. Is it a checkpoint of this config?')
+    if missing:
+        problem = (f'{len(missing)} of the model\'s {len(expected)} weights are missing '
+                   f'(first: {", ".join(missing[:shown])})')
+    else:
+        problem = (f'{len(reshaped)} of the model\'s {len(expected)} weights have another shape '
+                   f'(first: {", ".join(reshaped[:shown])})')
+    raise CheckpointError(f'checkpoint {path}: {problem}{origin}. Is it a checkpoint of this config?')
