@@ -54,7 +54,8 @@ def dynamic_shapes() -> Tuple[dict, dict]:
     return {0: batch, 2: height, 3: width}, {0: batch}
 
 
-def export_program(model: DetectorWithPostprocess, images: Tensor, valid_sizes: Tensor) -> torch.export.ExportedProgram:
+def export_program(model: DetectorWithPostprocess, images: Tensor,
+                   valid_sizes: Tensor) -> torch.export.ExportedProgram:
     """``torch.export.export`` of the model with dynamic batch, height and width, traced on the example inputs."""
     with torch.no_grad():
         return torch.export.export(model, (images, valid_sizes), dynamic_shapes=dynamic_shapes())
