@@ -7,7 +7,8 @@ size, as the config's data preprocessor makes them; and ``valid_sizes`` (batch, 
 padding, so that padded batches give each image its own predictions. It returns the top-k (``test_cfg.max_per_img``)
 ``scores`` (batch, k), ``labels`` (batch, k) int64 and ``boxes`` (batch, k, 4) (x1, y1, x2, y2) in pixels of
 ``images``. Batch, height and width are dynamic (height and width at least 65). The multi-scale deformable attention
-becomes standard ONNX operators (gathers and arithmetic). The class names are in the model's metadata (``classes``).
+becomes standard ONNX operators (gathers and arithmetic). The class names and colours are in the model's metadata
+(``dataset_meta``, JSON).
 
 ``--size`` is the example input traced and checked: a batch of two images, one of H x W and one padded from
 3/4 of it. The file is written only after ``onnx.checker`` and the comparison pass, and never over an existing one.
@@ -48,7 +49,7 @@ def main(argv=None) -> None:
                         help='example input size traced and checked')
     args = parser.parse_args(argv)
     try:
-        from mmddetr.export.onnx import SUPPORTED_OPSETS, classes_metadata, compare_with_pytorch, export_onnx
+        from mmddetr.export.onnx import SUPPORTED_OPSETS, compare_with_pytorch, dataset_meta_metadata, export_onnx
     except ImportError as e:
         sys.exit(f'error: ONNX export needs onnx, onnxscript and onnxruntime ({e}); install them with '
                  '`pip install -e ".[export]"` or `bash tools/install.sh`')
@@ -72,7 +73,7 @@ def main(argv=None) -> None:
     # written beside --out, then linked to it: --out appears complete and checked, or not at all
     partial = f'{args.out}.partial-{os.getpid()}'
     try:
-        export_onnx(model, images, valid_sizes, partial, args.opset, classes_metadata(detector.dataset_meta['classes']))
+        export_onnx(model, images, valid_sizes, partial, args.opset, dataset_meta_metadata(detector.dataset_meta))
         diffs = compare_with_pytorch(partial, model, images, valid_sizes)
         print(f'onnx.checker: passed. ONNX Runtime against PyTorch on {images.shape[0]} images of '
               f'{args.size[0]}x{args.size[1]} (one padded from {valid_sizes[1, 0]}x{valid_sizes[1, 1]}): largest '

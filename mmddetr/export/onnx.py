@@ -53,14 +53,22 @@ def export_onnx(model: DetectorWithPostprocess, images: Tensor, valid_sizes: Ten
     onnx.save_model(proto, path)
 
 
-def metadata_of(path: str) -> Dict[str, str]:
-    """The ``metadata_props`` of the ONNX model at ``path``."""
-    return {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+def dataset_meta_metadata(dataset_meta: dict) -> Dict[str, str]:
+    """The metadata entry holding the detector's ``dataset_meta`` (``classes``, which ``labels`` index, and the
+    ``palette`` of the pictures), for :func:`export_onnx`."""
+    kept = {key: dataset_meta[key] for key in ('classes', 'palette') if key in dataset_meta}
+    return {'dataset_meta': json.dumps(kept)}
 
 
-def classes_metadata(classes: Sequence[str]) -> Dict[str, str]:
-    """The metadata entry holding the class names (``labels`` index them), for :func:`export_onnx`."""
-    return {'classes': json.dumps(list(classes))}
+def dataset_meta_of(path: str) -> dict:
+    """The ``dataset_meta`` (``classes`` and ``palette`` as tuples) stored by :func:`dataset_meta_metadata` in the
+    ONNX model at ``path``; ``KeyError`` when there is none."""
+    props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    meta = json.loads(props['dataset_meta'])
+    meta['classes'] = tuple(meta['classes'])
+    if 'palette' in meta:
+        meta['palette'] = [tuple(color) for color in meta['palette']]
+    return meta
 
 
 def session(path: str, threads: int = 0) -> onnxruntime.InferenceSession:

@@ -159,9 +159,15 @@ class DeformableDETRHead(DETRHead):
             if rescale:
                 if img_meta.get('scale_factor') is None:
                     raise ValueError('rescale=True needs scale_factor in every image\'s metainfo')
-                img_bboxes = img_bboxes / img_bboxes.new_tensor(img_meta['scale_factor']).repeat((1, 2))
+                img_bboxes = self.boxes_to_original(img_bboxes, img_meta['scale_factor'])
             results.append(InstanceData(scores=scores[img_id], labels=labels[img_id], bboxes=img_bboxes))
         return results
+
+    @staticmethod
+    def boxes_to_original(bboxes: Tensor, scale_factor: Tuple[float, float]) -> Tensor:
+        """(k, 4) boxes (x1, y1, x2, y2) in input pixels → pixels of the original image (``scale_factor``: (w, h)
+        resize factors of the test pipeline)."""
+        return bboxes / bboxes.new_tensor(scale_factor).repeat((1, 2))
 
     def top_detections(self, cls_scores: Tensor, bbox_preds: Tensor,
                        img_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
