@@ -99,16 +99,16 @@ def ms_deform_attn_onnx(value, spatial_shapes, level_start_index, sampling_locat
                         op.Reshape(op.Range(0, op.Squeeze(num_heads), 1), [1, 1, -1, 1, 1]))
     table_row = op.Add(op.Mul(batch_head, num_patches), patch)  # (bs, num_queries, num_heads, L, P)
 
-    # bilinear weights of the four pixels times the attention weight, 0 off the map:
-    # (bs, num_queries, num_heads, L, P, 4) in the patch's order (x0, y0), (x1, y0), (x0, y1), (x1, y1)
+    # bilinear weights of the four pixels times the attention weight, 0 off the map, in the patch's order (x0, y0),
+    # (x1, y0), (x0, y1), (x1, y1): (bs, num_queries, num_heads, L, P, 4). Products of same-shaped tensors (ONNX
+    # Runtime broadcasts over a last axis of 2 slowly).
     one = op.CastLike(1.0, value)
     fx = op.Where(on_map, op.Sub(x, x0), zero)
     fy = op.Where(on_map, op.Sub(y, y0), zero)
-    weight_x = op.Concat(op.Unsqueeze(op.Sub(one, fx), [-1]), op.Unsqueeze(fx, [-1]), axis=-1)  # (..., 2)
-    weight_y = op.Concat(op.Unsqueeze(op.Sub(one, fy), [-1]), op.Unsqueeze(fy, [-1]), axis=-1)
     attention = op.Where(on_map, op.CastLike(attention_weights, value), zero)
-    corner_weights = op.Mul(op.Mul(op.Unsqueeze(weight_y, [-1]), op.Unsqueeze(weight_x, [-2])),
-                            op.Unsqueeze(attention, [-1, -2]))  # (..., 2, 2) rows y, columns x
+    top, bottom = op.Mul(attention, op.Sub(one, fy)), op.Mul(attention, fy)
+    corners = [op.Mul(top, op.Sub(one, fx)), op.Mul(top, fx), op.Mul(bottom, op.Sub(one, fx)), op.Mul(bottom, fx)]
+    corner_weights = op.Concat(*(op.Unsqueeze(c, [-1]) for c in corners), axis=-1)
 
     # one row per (b, q, m): (bs * num_queries * num_heads, L * P * 4) weights and (..., L * P * 4, head_dims) pixels
     samples_per_head = op.Mul(op.ReduceProd(op.Shape(table_row, start=3), keepdims=1), 4)  # (1, ) L * P * 4

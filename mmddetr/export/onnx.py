@@ -71,11 +71,13 @@ def dataset_meta_of(path: str) -> dict:
     return meta
 
 
-def session(path: str, threads: int = 0) -> onnxruntime.InferenceSession:
+def session(path: str, threads: int = 0, profile: bool = False) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU session of the model at ``path`` (``threads`` intra-op threads, 0: ONNX Runtime's
-    default)."""
+    default; ``profile``: its per-node profile, written beside the model by ``end_profiling()``)."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
+    options.enable_profiling = profile
+    options.profile_file_prefix = f'{path}.profile'
     return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
