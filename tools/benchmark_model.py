@@ -19,7 +19,8 @@ step the toy learning target compares.
 ``--passes onnxruntime`` (CPU, fp32): our detector exported to ONNX (tools/export_onnx.py's path, traced on a small
 batch) in ONNX Runtime against our eager PyTorch, inference at 800x1333, batch 1, the same threads, the two taking
 turns as above; ONNX Runtime's predictions are checked against eager first. It also reports what the deformable
-attention costs in each: ONNX Runtime's profile of the nodes our op became, and torch's profile of the compiled op.
+attention costs in each: its share of a profiled run (ONNX Runtime: the nodes our op became; torch: the compiled
+op) times the median time.
 """
 import argparse
 import json
@@ -150,9 +151,9 @@ def onnxruntime_step(model, inputs, samples, threads, path):
     return lambda: run_session(sess, inputs, valid_sizes)
 
 
-def onnxruntime_op_seconds(path, inputs, samples, threads):
-    """Seconds ONNX Runtime spends in the nodes ``mmddetr::ms_deform_attn`` became, in the second of two profiled
-    runs (kernel times; the nodes are those whose exporter metadata names the op)."""
+def onnxruntime_op_share(path, inputs, samples, threads):
+    """The fraction of ONNX Runtime's node time spent in the nodes ``mmddetr::ms_deform_attn`` became (those whose
+    exporter metadata names the op), in the second of two profiled runs."""
     import onnx
     import torch
 
@@ -166,16 +167,19 @@ def onnxruntime_op_seconds(path, inputs, samples, threads):
     with open(sess.end_profiling()) as f:
         events = json.load(f)
     last_run = max(e['ts'] for e in events if e.get('name') == 'model_run')
-    return sum(e['dur'] for e in events if e.get('cat') == 'Node' and e['ts'] >= last_run
-               and e['name'].endswith('_kernel_time') and e['name'][:-len('_kernel_time')] in op_nodes) / 1e6
+    nodes = {e['name'][:-len('_kernel_time')]: e['dur'] for e in events
+             if e.get('cat') == 'Node' and e['ts'] >= last_run and e['name'].endswith('_kernel_time')}
+    return sum(dur for name, dur in nodes.items() if name in op_nodes) / sum(nodes.values())
 
 
-def eager_op_seconds(step):
-    """Seconds torch spends in the compiled ``mmddetr::ms_deform_attn`` over one profiled ``step()``."""
+def eager_op_share(step):
+    """The fraction of one profiled ``step()``'s time that torch spends in the compiled ``mmddetr::ms_deform_attn``."""
     from torch.profiler import ProfilerActivity, profile
+    start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
-    return sum(e.cpu_time_total for e in prof.key_averages() if e.key == 'mmddetr::ms_deform_attn') / 1e6
+    seconds = time.perf_counter() - start
+    return sum(e.cpu_time_total for e in prof.key_averages() if e.key == 'mmddetr::ms_deform_attn') / 1e6 / seconds
 
 
 def _serve(conn, impl, mode, batch, size, device, dtype_name, threads, compile_model):
@@ -219,12 +223,12 @@ def _serve(conn, impl, mode, batch, size, device, dtype_name, threads, compile_m
         step()
         conn.send(time.perf_counter() - start)
     if onnxruntime:
-        conn.send(dict(gflops=None, op_seconds=onnxruntime_op_seconds(onnx_path, inputs, samples, threads)))
+        conn.send(dict(gflops=None, op_share=onnxruntime_op_share(onnx_path, inputs, samples, threads)))
         workdir.cleanup()
         return
     flops = flops_of(model, step) if not compile_model else None
     conn.send(dict(gflops=flops / 1e9 if flops else None,
-                   op_seconds=eager_op_seconds(step) if mode == 'onnxruntime inference' else None))
+                   op_share=eager_op_share(step) if mode == 'onnxruntime inference' else None))
 
 
 def _reply(variant, proc, conn):
@@ -237,7 +241,7 @@ def _reply(variant, proc, conn):
 
 
 def measure(variants, common, repeat):
-    """{variant: dict(seconds (median), peak_mb, params, gflops, op_seconds)}; a variant is (implementation,
+    """{variant: dict(seconds (median), peak_mb, params, gflops, op_share)}; a variant is (implementation,
     compiled), the implementation 'ours', 'mmdet' or 'onnxruntime' (ours exported). Each
     runs in its own fresh process, started one after the other (builds and warm-ups never overlap a timing); the
     timed steps then take turns, one of each per round."""
@@ -339,11 +343,12 @@ def main():
                            target=ONNXRUNTIME_TARGET))
         print(f'\ncpu, fp32, {args.threads} threads; ONNX Runtime\'s predictions equal eager\'s (1e-4)')
         print('| pass | batch | size | eager s | ONNX Runtime s | ONNX Runtime / eager | target | '
-              'deformable attention s, eager / ONNX Runtime |')
+              'deformable attention s (share), eager / ONNX Runtime |')
         print('|---|---:|---|---:|---:|---:|---:|---:|')
         verdict = f'at most {ONNXRUNTIME_TARGET}x {"met" if ratio <= ONNXRUNTIME_TARGET else "NOT met"}'
         print(f'| {mode} | {batch} | {size[0]}x{size[1]} | {eager["seconds"]:.2f} | {onnx["seconds"]:.2f} | '
-              f'{ratio:.2f}x | {verdict} | {eager["op_seconds"]:.2f} / {onnx["op_seconds"]:.2f} |')
+              f'{ratio:.2f}x | {verdict} | {eager["op_share"] * eager["seconds"]:.2f} ({eager["op_share"]:.0%}) / '
+              f'{onnx["op_share"] * onnx["seconds"]:.2f} ({onnx["op_share"]:.0%}) |')
     if any(mode.startswith('toy') for mode, _, _ in rows):
         print(f'toy train step: {TOY} built with each one\'s classes ({TOY_CLASSES} classes, 6 boxes per image); the '
               'learning target quotes mmdet\'s run at 2.4 s per iteration (data and optimizer step included)')
