@@ -3,7 +3,6 @@ import copy
 from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.detectors import DetectionTransformer
 from mmdet.structures import OptSampleList
 from mmengine.model import BaseModule, xavier_init
@@ -197,12 +196,10 @@ class DeformableDETR(DetectionTransformer):
         padded = valid_sizes is not None
         if padded:
             input_h, input_w = input_shape
-            rows = torch.arange(input_h, device=device)[None, :, None]  # (1, H, 1)
-            cols = torch.arange(input_w, device=device)[None, None, :]  # (1, 1, W)
-            # (bs, H, W), True at padding
-            masks = (rows >= valid_sizes[:, :1, None]) | (cols >= valid_sizes[:, 1:, None])
-            # (bs, H_l, W_l), True at padding (nearest, as mmdet)
-            mlvl_masks = [F.interpolate(masks[None].float(), size=feat.shape[-2:]).to(torch.bool)[0]
+            # (bs, H_l, W_l), True at padding: the input's mask (True beyond each valid size) at the level's size by
+            # nearest interpolation, as mmdet (the input row and column each pixel of the level takes)
+            mlvl_masks = [(nearest_source(feat.shape[-2], input_h, device)[None, :, None] >= valid_sizes[:, :1, None])
+                          | (nearest_source(feat.shape[-1], input_w, device)[None, None, :] >= valid_sizes[:, 1:, None])
                           for feat in mlvl_feats]
             mlvl_pos = [self.positional_encoding(mask) for mask in mlvl_masks]
         else:
@@ -284,6 +281,20 @@ class DeformableDETR(DetectionTransformer):
         valid_h = (~mask[:, :, 0]).sum(1).float() / H
         valid_w = (~mask[:, 0, :]).sum(1).float() / W
         return torch.stack([valid_w, valid_h], -1)
+
+
+def nearest_source(out_size: int, in_size: int, device: torch.device) -> Tensor:
+    """The input index each output index takes in torch's nearest interpolation (``F.interpolate`` with
+    ``mode='nearest'``) from ``in_size`` to ``out_size``: ``min(floor(i * float32(in_size / out_size)), in_size - 1)``
+    in float32, as ATen computes it, so that an exported model (where ONNX's ``Resize`` rounds differently) selects
+    the same pixels.
+
+    Returns:
+        Tensor: (out_size, ) int64.
+    """
+    scale = torch.tensor(in_size, dtype=torch.float32, device=device) / out_size  # float32(in) / out, in float32
+    index = torch.arange(out_size, device=device, dtype=torch.float32) * scale
+    return index.floor().long().clamp(max=in_size - 1)
 
 
 def _proposal_head_keys_to_mmdet(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
