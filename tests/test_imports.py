@@ -16,6 +16,16 @@ def test_import_loads_no_openmmlab_package_and_changes_nothing(module):
     subprocess.run([sys.executable, '-c', code], check=True)
 
 
+def test_export_imports_no_onnx_package_until_asked():
+    code = ('import sys\n'
+            'import mmddetr.export, mmddetr.ops\n'
+            'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("onnx", "onnxscript", "onnxruntime"))\n'
+            'assert not loaded, loaded\n'
+            'import mmddetr.export.onnx\n'
+            'assert "onnxscript" in sys.modules and "onnxruntime" in sys.modules\n')
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
 def test_custom_imports_of_mmddetr_still_reach_our_modules_from_mmdet_configs():
     code = ('from mmengine.config import Config\n'
             'from mmengine.registry import DefaultScope\n'

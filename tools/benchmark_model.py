@@ -12,18 +12,25 @@ over ``--repeat`` rounds after a warm-up, peak memory (CPU: peak resident set si
 the built model; CUDA: peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula for our op).
 
     python tools/benchmark_model.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads 2] [--repeat 3]
-                                    [--compile] [--passes inference 'train step' 'toy train step'] [--json FILE]
-                                    [--model deformable-detr|dino|ddq-detr]
+                                    [--compile] [--passes inference 'train step' 'toy train step' onnxruntime]
+                                    [--json FILE] [--model deformable-detr|dino|ddq-detr]
 
 Rows: inference at 800x1333 (batch 1; and batch 4 on CUDA) and one training step (forward, loss, backward) at
 512x672 on CPU, 800x1333 on CUDA (batch 2, as the configs' per-GPU batch); and the toy training step (the README's
 main job: configs/toy/deformable_detr_r18_toy_refine_twostage.py, batch 8 at 256x256) with each one's classes, the
 step the toy learning target compares; for DINO, configs/toy/dino_r18_toy.py with mmcv's attention and with ours.
+
+``--passes onnxruntime`` (CPU, fp32, --model deformable-detr): our detector exported to ONNX (tools/export_onnx.py's
+path, traced on a small batch) in ONNX Runtime against our eager PyTorch, inference at 800x1333, batch 1, the same threads, the two taking
+turns as above; ONNX Runtime's predictions are checked against eager first. It also reports what the deformable
+attention costs in each: its share of a profiled run (ONNX Runtime: the nodes our op became; torch: the compiled
+op) times the median time.
 """
 import argparse
 import json
 import multiprocessing
 import os
+import tempfile
 import time
 
 from benchmark_op import peak_memory_bytes  # tools/ is on the path when run as a script
@@ -42,6 +49,8 @@ TOY_CLASSES = 5
 TARGETS = {('deformable-detr', 'cpu', 'inference'): 2.5, ('deformable-detr', 'cpu', 'train step'): 2.0,
            ('deformable-detr', 'cuda', 'inference'): 1.5, ('deformable-detr', 'cuda', 'train step'): 1.5,
            ('dino', 'cpu', 'inference'): 2.5, ('dino', 'cpu', 'train step'): 2.0}
+ONNXRUNTIME_TARGET = 1.5  # ONNX Runtime's time at most this many times our eager time
+ONNX_TRACE_BATCH = ((128, 160), (100, 120))  # the export's example batch (small: tracing time grows with it)
 PAPER_V100_FPS = 19.4  # paper: two-stage R50 at batch 4 on a V100 (15.0 at batch 1)
 
 
@@ -141,6 +150,56 @@ def flops_of(model, step):
     return counter.get_total_flops()
 
 
+def onnxruntime_step(model, inputs, samples, threads, path):
+    """Our detector exported to ``path`` and run in ONNX Runtime (CPU, ``threads`` intra-op threads) on the batch:
+    the step, after its predictions are checked against eager PyTorch's."""
+    import torch
+
+    from mmddetr.export import DetectorWithPostprocess
+    from mmddetr.export.onnx import export_onnx, run_session, session
+    wrapper = DetectorWithPostprocess(model)
+    trace = torch.randn(len(ONNX_TRACE_BATCH), 3, *ONNX_TRACE_BATCH[0], generator=torch.Generator().manual_seed(0))
+    export_onnx(wrapper, trace, torch.tensor(ONNX_TRACE_BATCH), path)
+    sess = session(path, threads)
+    valid_sizes = torch.tensor([s.img_shape for s in samples])
+    with torch.no_grad():
+        expected = wrapper(inputs, valid_sizes)
+    got = run_session(sess, inputs, valid_sizes)
+    torch.testing.assert_close(torch.from_numpy(got[0]), expected[0], atol=1e-4, rtol=0)
+    return lambda: run_session(sess, inputs, valid_sizes)
+
+
+def onnxruntime_op_share(path, inputs, samples, threads):
+    """The fraction of ONNX Runtime's node time spent in the nodes ``mmddetr::ms_deform_attn`` became (those whose
+    exporter metadata names the op), in the second of two profiled runs."""
+    import onnx
+    import torch
+
+    from mmddetr.export.onnx import run_session, session
+    op_nodes = {node.name for node in onnx.load(path).graph.node
+                if any(p.key == 'pkg.torch.onnx.fx_node' and 'mmddetr.ms_deform_attn' in p.value
+                       for p in node.metadata_props)}
+    sess = session(path, threads, profile=True)
+    for _ in range(2):
+        run_session(sess, inputs, torch.tensor([s.img_shape for s in samples]))
+    with open(sess.end_profiling()) as f:
+        events = json.load(f)
+    last_run = max(e['ts'] for e in events if e.get('name') == 'model_run')
+    nodes = {e['name'][:-len('_kernel_time')]: e['dur'] for e in events
+             if e.get('cat') == 'Node' and e['ts'] >= last_run and e['name'].endswith('_kernel_time')}
+    return sum(dur for name, dur in nodes.items() if name in op_nodes) / sum(nodes.values())
+
+
+def eager_op_share(step):
+    """The fraction of one profiled ``step()``'s time that torch spends in the compiled ``mmddetr::ms_deform_attn``."""
+    from torch.profiler import ProfilerActivity, profile
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    seconds = time.perf_counter() - start
+    return sum(e.cpu_time_total for e in prof.key_averages() if e.key == 'mmddetr::ms_deform_attn') / 1e6 / seconds
+
+
 def _serve(conn, impl, model_name, mode, batch, size, device, dtype_name, threads, compile_model):
     """Worker process of one (implementation, row): builds, warms up, reports size and peak memory, then times one
     step per request (so the implementations' timed steps interleave, and machine drift hits them alike); FLOPs
@@ -149,7 +208,8 @@ def _serve(conn, impl, model_name, mode, batch, size, device, dtype_name, thread
     torch.set_num_threads(threads)
     dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[dtype_name]
     toy = mode.startswith('toy')
-    model = build(impl, device, toy, model_name)
+    onnxruntime = impl == 'onnxruntime'
+    model = build('ours' if onnxruntime else impl, device, toy, model_name)
     params = sum(p.numel() for p in model.parameters())
     inputs, samples = make_batch(batch, *size, device, TOY_CLASSES if toy else 80)
     train = mode.endswith('train step')
@@ -170,14 +230,23 @@ def _serve(conn, impl, model_name, mode, batch, size, device, dtype_name, thread
         if device == 'cuda':
             torch.cuda.synchronize()
 
+    if onnxruntime:
+        workdir = tempfile.TemporaryDirectory()
+        onnx_path = os.path.join(workdir.name, 'model.onnx')
+        step = onnxruntime_step(model, inputs, samples, threads, onnx_path)
     step()  # warm-up (and compilation)
     conn.send(dict(peak_mb=peak_memory_bytes(step, device) / 2**20, params=params))
     while conn.recv():
         start = time.perf_counter()
         step()
         conn.send(time.perf_counter() - start)
+    if onnxruntime:
+        conn.send(dict(gflops=None, op_share=onnxruntime_op_share(onnx_path, inputs, samples, threads)))
+        workdir.cleanup()
+        return
     flops = flops_of(model, step) if not compile_model else None
-    conn.send(flops / 1e9 if flops else None)
+    conn.send(dict(gflops=flops / 1e9 if flops else None,
+                   op_share=eager_op_share(step) if mode == 'onnxruntime inference' else None))
 
 
 def _reply(variant, proc, conn):
@@ -190,7 +259,8 @@ def _reply(variant, proc, conn):
 
 
 def measure(variants, common, repeat):
-    """{variant: dict(seconds (median), peak_mb, params, gflops)}; a variant is (implementation, compiled). Each
+    """{variant: dict(seconds (median), peak_mb, params, gflops, op_share)}; a variant is (implementation,
+    compiled), the implementation 'ours', 'mmdet' or 'onnxruntime' (ours exported). Each
     runs in its own fresh process, started one after the other (builds and warm-ups never overlap a timing); the
     timed steps then take turns, one of each per round."""
     ctx = multiprocessing.get_context('spawn')
@@ -208,7 +278,7 @@ def measure(variants, common, repeat):
             results[variant]['times'].append(_reply(variant, proc, conn))
     for variant, (proc, conn) in workers.items():
         conn.send(False)
-        results[variant]['gflops'] = _reply(variant, proc, conn)
+        results[variant].update(_reply(variant, proc, conn))
         proc.join()
         times = sorted(results[variant].pop('times'))
         results[variant]['seconds'] = times[len(times) // 2]
@@ -241,11 +311,16 @@ def main():
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--compile', action='store_true', help='also time our detector under torch.compile')
     passes = ['inference', 'train step', 'toy train step']
-    parser.add_argument('--passes', nargs='+', choices=passes, default=passes, help='which rows to run')
+    parser.add_argument('--passes', nargs='+', choices=passes + ['onnxruntime'], default=passes,
+                        help='which rows to run (onnxruntime: ours in ONNX Runtime against eager, CPU fp32)')
     parser.add_argument('--json', help='write the rows to this file')
     parser.add_argument('--model', choices=list(DETECTORS), default='deformable-detr',
                         help='the detector: our Deformable DETR, or mmdet\'s DINO / DDQ-DETR on our attention')
     args = parser.parse_args()
+    if 'onnxruntime' in args.passes and (args.device, args.dtype) != ('cpu', 'fp32'):
+        parser.error('--passes onnxruntime runs on --device cpu in --dtype fp32')
+    if 'onnxruntime' in args.passes and args.model != 'deformable-detr':
+        parser.error('--passes onnxruntime exports our Deformable DETR: --model deformable-detr')
     rows = [('inference', 1, (800, 1333))]
     if args.device == 'cuda':
         rows += [('inference', 4, (800, 1333)), ('train step', 2, (800, 1333))]
@@ -254,13 +329,14 @@ def main():
     if DETECTORS[args.model][2] is not None:
         rows += [('toy train step', 8, (256, 256))]
     rows = [row for row in rows if row[0] in args.passes]
-    check_equal(args.device, args.model)
-    print(f'{args.model}: device {args.device}, {args.dtype}, {args.threads} threads; predictions of both equal '
-          '(1e-4)')
-    print('| pass | batch | size | ours s | mmdet s | speed-up | target | ours peak MB | mmdet peak MB | '
-          'params | GFLOPs | img/s ours |')
-    print('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     report = []
+    if rows:
+        check_equal(args.device, args.model)
+        print(f'{args.model}: device {args.device}, {args.dtype}, {args.threads} threads; predictions of both equal '
+              '(1e-4)')
+        print('| pass | batch | size | ours s | mmdet s | speed-up | target | ours peak MB | mmdet peak MB | '
+              'params | GFLOPs | img/s ours |')
+        print('|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     for mode, batch, size in rows:
         common = (args.model, mode, batch, size, args.device, args.dtype, args.threads)
         variants = [('ours', False), ('mmdet', False)] + [('ours', True)] * args.compile
@@ -282,6 +358,22 @@ def main():
             c = row['ours_compiled']
             print(f'| {mode} (ours, torch.compile) | {batch} | {size[0]}x{size[1]} | {c["seconds"]:.2f} | | '
                   f'{theirs["seconds"] / c["seconds"]:.2f}x | | {c["peak_mb"]:.0f} | | | | |')
+    if 'onnxruntime' in args.passes:
+        mode, batch, size = 'onnxruntime inference', 1, (800, 1333)
+        common = (args.model, mode, batch, size, 'cpu', 'fp32', args.threads)
+        results = measure([('ours', False), ('onnxruntime', False)], common, args.repeat)
+        eager, onnx = results[('ours', False)], results[('onnxruntime', False)]
+        ratio = onnx['seconds'] / eager['seconds']
+        report.append(dict(mode=mode, batch=batch, size=size, ours=eager, onnxruntime=onnx, ratio=ratio,
+                           target=ONNXRUNTIME_TARGET))
+        print(f'\ncpu, fp32, {args.threads} threads; ONNX Runtime\'s predictions equal eager\'s (1e-4)')
+        print('| pass | batch | size | eager s | ONNX Runtime s | ONNX Runtime / eager | target | '
+              'deformable attention s (share), eager / ONNX Runtime |')
+        print('|---|---:|---|---:|---:|---:|---:|---:|')
+        verdict = f'at most {ONNXRUNTIME_TARGET}x {"met" if ratio <= ONNXRUNTIME_TARGET else "NOT met"}'
+        print(f'| {mode} | {batch} | {size[0]}x{size[1]} | {eager["seconds"]:.2f} | {onnx["seconds"]:.2f} | '
+              f'{ratio:.2f}x | {verdict} | {eager["op_share"] * eager["seconds"]:.2f} ({eager["op_share"]:.0%}) / '
+              f'{onnx["op_share"] * onnx["seconds"]:.2f} ({onnx["op_share"]:.0%}) |')
     if any(mode.startswith('toy') for mode, _, _ in rows):
         built = "mmdet's classes and ours" if args.model == 'deformable-detr' else "mmcv's attention and ours"
         print(f'toy train step: {DETECTORS[args.model][2]} built with {built} ({TOY_CLASSES} classes, 6 boxes per '

@@ -57,7 +57,13 @@ fi
 # 4. mmdet 3.3.0 (its requirements are met by now, so pip builds nothing else).
 have "mmdet==3.3.0" || { say "installing mmdet 3.3.0"; $PIP "mmdet==3.3.0"; }
 
-# 5. mmddetr itself, editable, with its C++ (and, with a CUDA torch and toolkit, CUDA) extension.
+# 5. the export extra (tools/export_onnx.py, tools/infer.py --backend onnxruntime), at the versions tested.
+have "onnx==1.23.2" "onnxscript==0.7.2" "onnxruntime==1.32.0" || {
+  say "installing onnx 1.23.2, onnxscript 0.7.2, onnxruntime 1.32.0"
+  $PIP "onnx==1.23.2" "onnxscript==0.7.2" "onnxruntime==1.32.0"
+}
+
+# 6. mmddetr itself, editable, with its C++ (and, with a CUDA torch and toolkit, CUDA) extension.
 #    A re-run only recompiles what changed (ninja), so it takes seconds.
 # (looked up from / so that the checkout in the current directory does not count as installed)
 installed_from=$(cd / && $PY -c 'import importlib.util as u, os; s = u.find_spec("mmddetr"); print(os.path.dirname(os.path.dirname(s.origin)) if s else "")' 2>/dev/null || true)

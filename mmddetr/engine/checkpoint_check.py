@@ -42,18 +42,27 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
     return read_checkpoint(osp.expanduser(filename), map_location)
 
 
-def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, shown: int = 5, hint: str = '') -> None:
-    """Raises ``CheckpointError`` when ``checkpoint`` (read from ``path``) misses weights of ``model``: how many, the
+def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, shown: int = 5, hint: str = '',
+                             allow_reshaped: bool = False) -> None:
+    """Raises ``CheckpointError`` when ``checkpoint`` (read from ``path``) misses weights of ``model``, or, unless
+    ``allow_reshaped`` (fine-tuning: mmengine skips those with a warning), holds some of another shape: how many, the
     first ``shown`` names, the run that saved it when the checkpoint records one, and ``hint`` (what to do)."""
     state = checkpoint.get('state_dict', checkpoint)
-    names = {name[len('module.'):] if name.startswith('module.') else name for name in state}
-    expected = list(getattr(model, 'module', model).state_dict())
-    missing = [name for name in expected if name not in names]
-    if not missing:
+    state = {name[len('module.'):] if name.startswith('module.') else name: value for name, value in state.items()}
+    expected = getattr(model, 'module', model).state_dict()
+    missing = [name for name in expected if name not in state]
+    reshaped = [f'{name} {tuple(state[name].shape)} for {tuple(weight.shape)}' for name, weight in expected.items()
+                if name in state and isinstance(state[name], torch.Tensor) and state[name].shape != weight.shape]
+    if not missing and (allow_reshaped or not reshaped):
         return
     meta = checkpoint.get('meta')
     saved_by = meta.get('experiment_name') if isinstance(meta, dict) else None
     origin = f'; it was saved by the run {saved_by!r}' if saved_by else ''
-    raise CheckpointError(f'checkpoint {path}: {len(missing)} of the model\'s {len(expected)} weights are missing '
-                          f'(first: {", ".join(missing[:shown])}){origin}. Is it a checkpoint of this config?'
+    if missing:
+        problem = (f'{len(missing)} of the model\'s {len(expected)} weights are missing '
+                   f'(first: {", ".join(missing[:shown])})')
+    else:
+        problem = (f'{len(reshaped)} of the model\'s {len(expected)} weights have another shape '
+                   f'(first: {", ".join(reshaped[:shown])})')
+    raise CheckpointError(f'checkpoint {path}: {problem}{origin}. Is it a checkpoint of this config?'
                           f'{" " + hint if hint else ""}')

@@ -32,6 +32,16 @@ def test_missing_weights_are_counted_and_named(tmp_path):
         check_checkpoint_weights(model, read_checkpoint(path), path)
 
 
+def test_weights_of_another_shape_are_named(tmp_path):
+    path = str(tmp_path / 'other.pth')
+    other = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 2))
+    torch.save(dict(state_dict=other.state_dict()), path)
+    with pytest.raises(CheckpointError, match=r"2 of the model's 4 weights have another shape \(first: 1.weight "
+                       r"\(2, 3\) for \(1, 3\), 1.bias \(2,\) for \(1,\)\).*this config"):
+        check_checkpoint_weights(_model(), read_checkpoint(path), path)
+    check_checkpoint_weights(_model(), read_checkpoint(path), path, allow_reshaped=True)  # fine-tuning's load_from
+
+
 def test_unreadable_checkpoints_name_the_file(tmp_path):
     model = _model()
     path = tmp_path / 'cut.pth'

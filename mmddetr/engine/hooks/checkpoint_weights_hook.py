@@ -37,7 +37,7 @@ class CheckpointWeightsHook(Hook):
         hint = (f'Loading it partially ({_KEY}.allow_missing=True): the missing weights keep their initialisation.'
                 if self.allow_missing else f'To load it partially: --cfg-options {_KEY}.allow_missing=True')
         try:
-            check_checkpoint_weights(runner.model, checkpoint, path, hint=hint)
+            check_checkpoint_weights(runner.model, checkpoint, path, hint=hint, allow_reshaped=True)
         except CheckpointError as e:
             if not self.allow_missing:
                 raise

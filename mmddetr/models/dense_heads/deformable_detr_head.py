@@ -3,10 +3,13 @@ import copy
 from typing import Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmdet.models.dense_heads import DETRHead
 from mmdet.structures import SampleList
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import InstanceList
 from mmengine.model import bias_init_with_prob, constant_init
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmddetr.models.layers import refine_boxes
@@ -116,14 +119,83 @@ class DeformableDETRHead(DETRHead):
             losses.update(zip(('enc_loss_cls', 'enc_loss_bbox', 'enc_loss_iou'), enc_losses))
         return losses
 
+    def forward_last_layer(self, hidden_states: Tensor, references: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Class logits (bs, num_queries, num_classes) and boxes (bs, num_queries, 4) of the last decoder layer (the
+        only one evaluated); arguments as in :meth:`forward`."""
+        last = hidden_states.shape[0] - 1
+        return self.forward_layer(hidden_states[last], references[last], last)
+
     def predict(self, hidden_states: Tensor, references: List[Tensor], batch_data_samples: SampleList,
                 rescale: bool = True) -> InstanceList:
-        """Top-``test_cfg.max_per_img`` boxes of the last decoder layer (the only one evaluated).
+        """Top-``test_cfg.max_per_img`` boxes of the last decoder layer.
 
         Returns:
             list[InstanceData]: per image ``scores``, ``labels`` and ``bboxes`` (x1, y1, x2, y2).
         """
         batch_img_metas = [s.metainfo for s in batch_data_samples]
-        last = hidden_states.shape[0] - 1
-        cls_scores, bbox_preds = self.forward_layer(hidden_states[last], references[last], last)
+        cls_scores, bbox_preds = self.forward_last_layer(hidden_states, references)
         return self.predict_by_feat(cls_scores[None], bbox_preds[None], batch_img_metas, rescale=rescale)
+
+    def predict_by_feat(self, layer_cls_scores: Tensor, layer_bbox_preds: Tensor, batch_img_metas: List[dict],
+                        rescale: bool = True) -> InstanceList:
+        """mmdet's ``DETRHead.predict_by_feat``, for the whole batch at once (:meth:`top_detections`).
+
+        Args:
+            layer_cls_scores (Tensor): (num_layers, bs, num_queries, num_classes) logits; the last layer is used.
+            layer_bbox_preds (Tensor): (num_layers, bs, num_queries, 4) normalised (cx, cy, w, h).
+            batch_img_metas (list[dict]): ``img_shape`` of each image, and ``scale_factor`` with ``rescale``.
+            rescale (bool): Boxes in the original image (divided by ``scale_factor``) rather than the network
+                input. Default: True.
+
+        Returns:
+            list[InstanceData]: per image ``scores`` (k, ), ``labels`` (k, ) and ``bboxes`` (k, 4) (x1, y1, x2,
+            y2), k = ``test_cfg.max_per_img``.
+        """
+        img_sizes = torch.tensor([meta['img_shape'][:2] for meta in batch_img_metas], device=layer_bbox_preds.device)
+        scores, labels, bboxes = self.top_detections(layer_cls_scores[-1], layer_bbox_preds[-1], img_sizes)
+        results = []
+        for img_id, img_meta in enumerate(batch_img_metas):
+            img_bboxes = bboxes[img_id]
+            if rescale:
+                if img_meta.get('scale_factor') is None:
+                    raise ValueError('rescale=True needs scale_factor in every image\'s metainfo')
+                img_bboxes = self.boxes_to_original(img_bboxes, img_meta['scale_factor'])
+            results.append(InstanceData(scores=scores[img_id], labels=labels[img_id], bboxes=img_bboxes))
+        return results
+
+    @staticmethod
+    def boxes_to_original(bboxes: Tensor, scale_factor: Tuple[float, float]) -> Tensor:
+        """(k, 4) boxes (x1, y1, x2, y2) in input pixels → pixels of the original image (``scale_factor``: (w, h)
+        resize factors of the test pipeline)."""
+        return bboxes / bboxes.new_tensor(scale_factor).repeat((1, 2))
+
+    def top_detections(self, cls_scores: Tensor, bbox_preds: Tensor,
+                       img_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The ``test_cfg.max_per_img`` best (query, class) pairs of each image, boxes in pixels of its valid part.
+
+        Sigmoid scores ranked over queries x classes (softmax: each query's best foreground class); boxes
+        (cx, cy, w, h) → (x1, y1, x2, y2) times the image's (w, h), clamped to it. mmdet's ``DETRHead`` formula, on
+        tensors alone (no per-image metadata), so that it exports.
+
+        Args:
+            cls_scores (Tensor): (bs, num_queries, num_classes) logits (num_classes + 1 with softmax).
+            bbox_preds (Tensor): (bs, num_queries, 4) normalised (cx, cy, w, h).
+            img_sizes (Tensor): (bs, 2) (h, w) of each image's unpadded part, in input pixels.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: scores (bs, k), labels (bs, k) int64 and boxes (bs, k, 4) (x1, y1, x2,
+            y2), best first.
+        """
+        max_per_img = self.test_cfg.get('max_per_img', cls_scores.shape[1])
+        if self.loss_cls.use_sigmoid:
+            # (bs, k) over queries x classes
+            scores, indexes = cls_scores.sigmoid().flatten(1).topk(max_per_img, dim=1)
+            labels = indexes % self.num_classes
+            queries = indexes // self.num_classes
+        else:
+            scores, labels = F.softmax(cls_scores, dim=-1)[..., :-1].max(-1)  # (bs, num_queries)
+            scores, queries = scores.topk(max_per_img, dim=1)  # (bs, k)
+            labels = labels.gather(1, queries)
+        boxes = bbox_cxcywh_to_xyxy(bbox_preds.gather(1, queries[..., None].expand(-1, -1, 4)))  # (bs, k, 4)
+        img_wh = img_sizes.flip(-1).repeat(1, 2)[:, None].to(boxes.dtype)  # (bs, 1, 4) (w, h, w, h)
+        return scores, labels, (boxes * img_wh).clamp(min=0).minimum(img_wh)

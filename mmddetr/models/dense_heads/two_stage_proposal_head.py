@@ -6,7 +6,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mmddetr.models.layers import pixel_centres
+from mmddetr.models.layers import key_pixels, pixel_centres
 from mmddetr.registry import MODELS
 
 
@@ -70,7 +70,8 @@ class TwoStageProposalHead(BaseModule):
                                                                             valid_ratios)
         enc_outputs_class = cls_branch(output_memory)  # (bs, num_keys, num_classes)
         enc_outputs_coord_unact = reg_branch(output_memory) + output_proposals  # (bs, num_keys, 4)
-        num_proposals = min(self.num_proposals, memory.size(1))  # small images have fewer pixels than queries
+        # small images have fewer pixels than queries (sym_min: no guard on the symbolic size under torch.export)
+        num_proposals = torch.sym_min(self.num_proposals, memory.size(1))
         topk = torch.topk(enc_outputs_class[..., 0], num_proposals, dim=1)[1]  # (bs, num_proposals)
         topk_coords_unact = torch.gather(enc_outputs_coord_unact, 1, topk.unsqueeze(-1).expand(-1, -1, 4)).detach()
         pos_trans_out = self.pos_trans_norm(self.pos_trans_fc(self.get_proposal_pos_embed(topk_coords_unact)))
@@ -92,9 +93,10 @@ class TwoStageProposalHead(BaseModule):
             tuple[Tensor, Tensor]: transformed memory (bs, num_keys, C), zero-input where invalid; proposals in
             logit space (bs, num_keys, 4) (cx, cy, w, h), +inf where invalid or padded.
         """
-        centres = pixel_centres(spatial_shapes, valid_ratios)  # (bs, num_keys, 2)
-        wh = torch.cat([centres.new_full((H * W, ), 0.05 * 2.0**lvl)
-                        for lvl, (H, W) in enumerate(spatial_shapes.tolist())])  # (num_keys, )
+        num_keys = memory.shape[1]
+        centres = pixel_centres(spatial_shapes, valid_ratios, num_keys)  # (bs, num_keys, 2)
+        level = key_pixels(spatial_shapes, num_keys)[0]  # (num_keys, )
+        wh = 0.05 * torch.pow(2.0, level).to(centres.dtype)  # (num_keys, ) 0.05 * 2**l, exact powers of 2
         proposals = torch.cat((centres, wh[None, :, None].expand(centres.shape)), -1)  # (bs, num_keys, 4)
         valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)  # (bs, num_keys, 1)
         if memory_mask is not None:

@@ -3,7 +3,6 @@ import copy
 from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.detectors import DetectionTransformer
 from mmdet.structures import OptSampleList
 from mmengine.model import BaseModule, xavier_init
@@ -119,13 +118,70 @@ class DeformableDETR(DetectionTransformer):
             batch_inputs = batch_inputs.contiguous(memory_format=torch.channels_last)
         return super().extract_feat(batch_inputs)
 
-    def pre_transformer(self, mlvl_feats: Tuple[Tensor],
-                        batch_data_samples: OptSampleList = None) -> Tuple[Dict, Dict]:
+    def forward_transformer(self, img_feats: Tuple[Tensor], batch_data_samples: OptSampleList = None) -> Dict:
+        """mmdet's four steps on a batch whose padding is read from the data samples (:meth:`batch_padding`).
+
+        Returns:
+            dict: the head's inputs (``hidden_states``, ``references``; in two-stage training also the encoder's
+            ``enc_outputs_class`` and ``enc_outputs_coord``).
+        """
+        return self.forward_transformer_from_sizes(img_feats, *self.batch_padding(batch_data_samples,
+                                                                                  img_feats[0].device))
+
+    def forward_transformer_from_sizes(self, img_feats: Tuple[Tensor], input_shape: Tuple[int, int],
+                                       valid_sizes: Optional[Tensor]) -> Dict:
+        """pre_transformer → forward_encoder → pre_decoder → forward_decoder, the padding given as sizes.
+
+        Args:
+            img_feats (tuple[Tensor]): ``num_feature_levels`` maps, each (bs, C, H_l, W_l).
+            input_shape (tuple[int, int]): (H, W) of the padded input batch.
+            valid_sizes (Tensor, optional): (bs, 2) int64 (h, w) of each image's unpadded part, top left; None
+                when no image is padded.
+
+        Returns:
+            dict: see :meth:`forward_transformer`.
+        """
+        encoder_inputs_dict, decoder_inputs_dict = self.pre_transformer(img_feats, input_shape, valid_sizes)
+        encoder_outputs_dict = self.forward_encoder(**encoder_inputs_dict)
+        tmp_dec_in, head_inputs_dict = self.pre_decoder(**encoder_outputs_dict)
+        decoder_inputs_dict.update(tmp_dec_in)
+        decoder_outputs_dict = self.forward_decoder(**decoder_inputs_dict)
+        head_inputs_dict.update(decoder_outputs_dict)
+        return head_inputs_dict
+
+    @staticmethod
+    def batch_padding(batch_data_samples: OptSampleList,
+                      device: torch.device) -> Tuple[Tuple[int, int], Optional[Tensor]]:
+        """The padded input size and each image's valid size, from the data samples.
+
+        Args:
+            batch_data_samples (list[DetDataSample]): Give ``batch_input_shape`` and each ``img_shape``.
+            device (torch.device): Where the valid sizes go.
+
+        Returns:
+            tuple: ``batch_input_shape`` (H, W) and the valid sizes (bs, 2) int64 (h, w), None when no image is
+            padded (the transformer then skips the masks).
+        """
+        if batch_data_samples is None:
+            raise ValueError('batch_data_samples with batch_input_shape and img_shape are required')
+        input_h, input_w = batch_data_samples[0].batch_input_shape
+        img_shapes = [tuple(s.img_shape[:2]) for s in batch_data_samples]
+        if all(h == input_h and w == input_w for h, w in img_shapes):
+            return (input_h, input_w), None
+        return (input_h, input_w), torch.tensor(img_shapes, dtype=torch.long, device=device)
+
+    def pre_transformer(self, mlvl_feats: Tuple[Tensor], input_shape: Tuple[int, int],
+                        valid_sizes: Optional[Tensor]) -> Tuple[Dict, Dict]:
         """Flatten the levels, build padding masks, positional embeddings and valid ratios.
+
+        Everything is computed from tensors and sizes, never from values read back into Python, so that the
+        detector traces with symbolic batch, height and width (torch.export).
 
         Args:
             mlvl_feats (tuple[Tensor]): ``num_feature_levels`` maps, each (bs, C, H_l, W_l).
-            batch_data_samples (list[DetDataSample]): Give ``batch_input_shape`` and each ``img_shape``.
+            input_shape (tuple[int, int]): (H, W) of the padded input batch.
+            valid_sizes (Tensor, optional): (bs, 2) int64 (h, w) of each image's unpadded part; None when no image
+                is padded.
 
         Returns:
             tuple[dict, dict]: encoder inputs (``feat`` (bs, num_keys, C), ``feat_mask`` (bs, num_keys) or None
@@ -135,18 +191,16 @@ class DeformableDETR(DetectionTransformer):
         if len(mlvl_feats) != self.num_feature_levels:
             raise ValueError(f'the neck gave {len(mlvl_feats)} feature levels but num_feature_levels is '
                              f'{self.num_feature_levels}')
-        if batch_data_samples is None:
-            raise ValueError('batch_data_samples with batch_input_shape and img_shape are required')
         bs = mlvl_feats[0].size(0)
-        input_h, input_w = batch_data_samples[0].batch_input_shape
-        img_shapes = [s.img_shape for s in batch_data_samples]
-        padded = any(h != input_h or w != input_w for h, w in img_shapes) and not torch.onnx.is_in_onnx_export()
+        device = mlvl_feats[0].device
+        padded = valid_sizes is not None
         if padded:
-            masks = mlvl_feats[0].new_ones((bs, input_h, input_w))
-            for img_id, (h, w) in enumerate(img_shapes):
-                masks[img_id, :h, :w] = 0
-            # (bs, H_l, W_l), True at padding
-            mlvl_masks = [F.interpolate(masks[None], size=feat.shape[-2:]).to(torch.bool)[0] for feat in mlvl_feats]
+            input_h, input_w = input_shape
+            # (bs, H_l, W_l), True at padding: the input's mask (True beyond each valid size) at the level's size by
+            # nearest interpolation, as mmdet (the input row and column each pixel of the level takes)
+            mlvl_masks = [(nearest_source(feat.shape[-2], input_h, device)[None, :, None] >= valid_sizes[:, :1, None])
+                          | (nearest_source(feat.shape[-1], input_w, device)[None, None, :] >= valid_sizes[:, 1:, None])
+                          for feat in mlvl_feats]
             mlvl_pos = [self.positional_encoding(mask) for mask in mlvl_masks]
         else:
             mlvl_masks = [None] * len(mlvl_feats)
@@ -158,8 +212,8 @@ class DeformableDETR(DetectionTransformer):
             pos_flatten.append(pos.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1))
             if padded:
                 mask_flatten.append(mask.flatten(1))  # (bs, H_l * W_l)
-        spatial_shapes = torch.tensor([feat.shape[-2:] for feat in mlvl_feats], dtype=torch.long,
-                                      device=mlvl_feats[0].device)  # (num_levels, 2)
+        # (num_levels, 2) (H_l, W_l), from the feature sizes (symbolic under torch.export)
+        spatial_shapes = torch.tensor([feat.shape[-2:] for feat in mlvl_feats], dtype=torch.long, device=device)
         level_start_index = torch.cat((spatial_shapes.new_zeros((1, )), spatial_shapes.prod(1).cumsum(0)[:-1]))
         if padded:
             valid_ratios = torch.stack([self.get_valid_ratio(m) for m in mlvl_masks], 1)  # (bs, num_levels, 2)
@@ -227,6 +281,20 @@ class DeformableDETR(DetectionTransformer):
         valid_h = (~mask[:, :, 0]).sum(1).float() / H
         valid_w = (~mask[:, 0, :]).sum(1).float() / W
         return torch.stack([valid_w, valid_h], -1)
+
+
+def nearest_source(out_size: int, in_size: int, device: torch.device) -> Tensor:
+    """The input index each output index takes in torch's nearest interpolation (``F.interpolate`` with
+    ``mode='nearest'``) from ``in_size`` to ``out_size``: ``min(floor(i * float32(in_size / out_size)), in_size - 1)``
+    in float32, as ATen computes it, so that an exported model (where ONNX's ``Resize`` rounds differently) selects
+    the same pixels.
+
+    Returns:
+        Tensor: (out_size, ) int64.
+    """
+    scale = torch.tensor(in_size, dtype=torch.float32, device=device) / out_size  # float32(in) / out, in float32
+    index = torch.arange(out_size, device=device, dtype=torch.float32) * scale
+    return index.floor().long().clamp(max=in_size - 1)
 
 
 def _proposal_head_keys_to_mmdet(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:

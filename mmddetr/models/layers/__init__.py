@@ -3,10 +3,10 @@ from .deformable_detr_encoder import DeformableDetrTransformerEncoder, Deformabl
 from .fast_dropout import FastDropout
 from .fast_ffn import FastFFN, GradAwareReLU
 from .multi_scale_deform_attn import MultiScaleDeformableAttention
-from .utils import pixel_centres, refine_boxes
+from .utils import key_pixels, pixel_centres, refine_boxes
 
 __all__ = [
     'MultiScaleDeformableAttention', 'DeformableDetrTransformerEncoder', 'DeformableDetrTransformerEncoderLayer',
     'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer', 'FastDropout', 'FastFFN',
-    'GradAwareReLU', 'pixel_centres', 'refine_boxes'
+    'GradAwareReLU', 'key_pixels', 'pixel_centres', 'refine_boxes'
 ]

@@ -23,7 +23,9 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
         norm_cfg (dict): Normalisation after each sub-layer. Default: ``dict(type='LN')``.
         inference_chunk (int): Without autograd, the layer runs in chunks of this many queries after the value
             projection, everything after it being per query: each chunk's intermediates stay in cache instead of a
-            fresh full-size tensor per step. Same values. With autograd, one chunk of all queries. Default: 4096.
+            fresh full-size tensor per step. Same values. With autograd, and under torch.compile / torch.export
+            (where the number of queries is a symbolic size that a Python loop would fix), one chunk of all queries.
+            Default: 4096.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -65,10 +67,13 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
             Tensor: (bs, num_keys, C).
         """
         value = self.self_attn.project_value(query, key_padding_mask)  # (bs, num_keys, num_heads, head_dims)
-        chunk = query.shape[1] if torch.is_grad_enabled() else self.inference_chunk
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            chunks = [slice(None)]
+        else:
+            chunks = [slice(start, start + self.inference_chunk)
+                      for start in range(0, query.shape[1], self.inference_chunk)]
         outputs = []
-        for start in range(0, query.shape[1], chunk):
-            rows = slice(start, start + chunk)
+        for rows in chunks:
             x = self.self_attn.attend(query[:, rows] + query_pos[:, rows], value, query[:, rows],
                                       reference_points[:, rows], spatial_shapes, level_start_index)
             outputs.append(self.norms[1](self.ffn(self.norms[0](x))))  # (bs, chunk, C)
@@ -110,7 +115,7 @@ class DeformableDetrTransformerEncoder(BaseModule):
         Returns:
             Tensor: the memory, (bs, num_keys, C).
         """
-        reference_points = self.get_encoder_reference_points(spatial_shapes, valid_ratios)
+        reference_points = self.get_encoder_reference_points(spatial_shapes, valid_ratios, query.shape[1])
         for layer in self.layers:
             query = layer(query=query, query_pos=query_pos, key_padding_mask=key_padding_mask,
                           spatial_shapes=spatial_shapes, level_start_index=level_start_index,
@@ -118,14 +123,15 @@ class DeformableDetrTransformerEncoder(BaseModule):
         return query
 
     @staticmethod
-    def get_encoder_reference_points(spatial_shapes: Tensor, valid_ratios: Tensor) -> Tensor:
+    def get_encoder_reference_points(spatial_shapes: Tensor, valid_ratios: Tensor, num_keys: int) -> Tensor:
         """Pixel centres of every level (:func:`pixel_centres`), seen from every level.
 
         Args:
             spatial_shapes (Tensor): (num_levels, 2) int64 (H_l, W_l).
             valid_ratios (Tensor): (bs, num_levels, 2) valid (w, h) fraction of every level.
+            num_keys (int): Sum of H_l * W_l.
 
         Returns:
             Tensor: (bs, num_keys, num_levels, 2) normalised (x, y).
         """
-        return pixel_centres(spatial_shapes, valid_ratios)[:, :, None] * valid_ratios[:, None]
+        return pixel_centres(spatial_shapes, valid_ratios, num_keys)[:, :, None] * valid_ratios[:, None]

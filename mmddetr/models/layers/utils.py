@@ -1,10 +1,34 @@
 """Formulas shared by the encoder, the decoder and the heads, each written once."""
+from typing import Tuple
+
 import torch
 from mmdet.models.layers import inverse_sigmoid
 from torch import Tensor
 
 
-def pixel_centres(spatial_shapes: Tensor, valid_ratios: Tensor) -> Tensor:
+def key_pixels(spatial_shapes: Tensor, num_keys: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Level, row and column of every key of the flattened levels (levels in order, rows first).
+
+    Computed from the tensor of level sizes without reading its values into Python, so that under torch.export
+    (where they are symbolic) nothing depends on data; ``num_keys`` is a size (of the flattened features).
+
+    Args:
+        spatial_shapes (Tensor): (num_levels, 2) int64 (H_l, W_l).
+        num_keys (int): Sum of H_l * W_l.
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: level, row i and column j of each key, each (num_keys, ) int64.
+    """
+    sizes = spatial_shapes.prod(1)  # (num_levels, )
+    starts = sizes.cumsum(0) - sizes  # (num_levels, ) first key of each level
+    keys = torch.arange(num_keys, device=spatial_shapes.device)  # (num_keys, )
+    level = (keys[:, None] >= starts).sum(1) - 1  # (num_keys, )
+    pixel = keys - starts[level]  # (num_keys, ) index within its level
+    width = spatial_shapes[level, 1]  # (num_keys, )
+    return level, pixel // width, pixel % width
+
+
+def pixel_centres(spatial_shapes: Tensor, valid_ratios: Tensor, num_keys: int) -> Tensor:
     """Centre of every pixel of every level, normalised by the level's valid (unpadded) size:
     ``((j + 0.5) / (valid_ratio_w * W_l), (i + 0.5) / (valid_ratio_h * H_l))``. The encoder's reference points and
     the two-stage proposals' centres.
@@ -12,19 +36,15 @@ def pixel_centres(spatial_shapes: Tensor, valid_ratios: Tensor) -> Tensor:
     Args:
         spatial_shapes (Tensor): (num_levels, 2) int64 (H_l, W_l).
         valid_ratios (Tensor): (bs, num_levels, 2) valid (w, h) fraction of every level.
+        num_keys (int): Sum of H_l * W_l (a size of the flattened features).
 
     Returns:
-        Tensor: (bs, num_keys, 2) (x, y), float32; num_keys = sum of H_l * W_l, levels in order, rows first.
+        Tensor: (bs, num_keys, 2) (x, y), float32; levels in order, rows first.
     """
-    centres = []
-    for lvl, (H, W) in enumerate(spatial_shapes.tolist()):
-        ref_y, ref_x = torch.meshgrid(
-            torch.linspace(0.5, H - 0.5, H, dtype=torch.float32, device=valid_ratios.device),
-            torch.linspace(0.5, W - 0.5, W, dtype=torch.float32, device=valid_ratios.device), indexing='ij')
-        ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * H)  # (bs, H * W)
-        ref_x = ref_x.reshape(-1)[None] / (valid_ratios[:, None, lvl, 0] * W)
-        centres.append(torch.stack((ref_x, ref_y), -1))  # (bs, H * W, 2)
-    return torch.cat(centres, 1)
+    level, row, col = key_pixels(spatial_shapes, num_keys)
+    centres = torch.stack((col, row), -1) + 0.5  # (num_keys, 2) (j + 0.5, i + 0.5), float32
+    valid_size = valid_ratios[:, level] * spatial_shapes[level].flip(-1)  # (bs, num_keys, 2) valid (w, h) in pixels
+    return centres / valid_size
 
 
 def refine_boxes(delta: Tensor, reference: Tensor) -> Tensor:

@@ -155,3 +155,14 @@ def test_cpu_inference_runs_the_backbone_channels_last_with_the_same_features(bu
     assert layouts == [True, False]
     for f, d in zip(fast, default):
         torch.testing.assert_close(f, d, atol=1e-5, rtol=1e-5)
+
+
+def test_level_masks_take_the_pixels_of_torchs_nearest_interpolation():
+    import torch.nn.functional as F
+
+    from mmddetr.models.detectors.deformable_detr import nearest_source
+    for in_size in range(1, 1500):
+        for out_size in {-(-in_size // 2**k) for k in range(7)} | {max(in_size // 3, 1)}:
+            index = torch.arange(float(in_size)).view(1, 1, in_size, 1)
+            expected = F.interpolate(index, size=(out_size, 1)).view(-1).long()
+            assert torch.equal(nearest_source(out_size, in_size, 'cpu'), expected), (in_size, out_size)

@@ -19,7 +19,7 @@ def _layer_cfg(dims=32, levels=2, decoder=False):
 
 def test_encoder_reference_points_are_valid_pixel_centres():
     valid_ratios = torch.tensor([[[0.5, 0.75], [0.5, 1.0]], [[1.0, 1.0], [1.0, 1.0]]])  # (bs, levels, (w, h))
-    ref = DeformableDetrTransformerEncoder.get_encoder_reference_points(SHAPES, valid_ratios)
+    ref = DeformableDetrTransformerEncoder.get_encoder_reference_points(SHAPES, valid_ratios, 30)
     assert ref.shape == (2, 30, 2, 2)
     for b in range(2):
         for lvl, (H, W) in enumerate(SHAPES.tolist()):

@@ -1,0 +1,116 @@
+"""tools/export_onnx.py: a checked ONNX file that tools/infer.py --backend onnxruntime turns into the PyTorch
+predictions.json and pictures; bad input (another config's checkpoint, an existing --out, an unsupported opset)."""
+import json
+import os.path as osp
+
+import mmcv
+import pytest
+
+from conftest import TOY, check_ok
+
+pytest.importorskip('onnxruntime')
+pytest.importorskip('onnxscript')
+
+PLAIN = 'configs/toy/deformable_detr_r18_toy.py'
+
+
+def _small_config(tmp_path, base):
+    """``base`` with 1 encoder and 2 decoder layers (seconds to build, a minute to export)."""
+    path = tmp_path / f'small_{osp.basename(base)}'
+    path.write_text(f"_base_ = '{osp.abspath(base)}'\nmodel = dict(encoder=dict(num_layers=1), "
+                    'decoder=dict(num_layers=2))\n')
+    return str(path)
+
+
+def _random_checkpoint(config, path):
+    """A checkpoint of ``config`` with random weights and the toy classes, as training saves it."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mmddetr.datasets import ToyShapesDataset
+    from mmddetr.registry import MODELS
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmddetr'):
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=ToyShapesDataset.METAINFO)), path)
+    return str(path)
+
+
+def test_exported_model_gives_the_pytorch_predictions_and_pictures(run_tool, toy_root, tmp_path):
+    config = _small_config(tmp_path, TOY)
+    checkpoint = _random_checkpoint(config, tmp_path / 'toy.pth')
+    model = str(tmp_path / 'toy.onnx')
+    proc = check_ok(run_tool('export_onnx.py', config, checkpoint, '--out', model, '--size', '96', '128'))
+    assert 'onnx.checker: passed' in proc.stdout and f'wrote {model}' in proc.stdout, proc.stdout
+    assert 'largest difference of scores' in proc.stdout
+    images = osp.join(toy_root, 'val')
+    outs = {}
+    for backend, weights in (('pytorch', checkpoint), ('onnxruntime', model)):
+        outs[backend] = tmp_path / backend
+        check_ok(run_tool('infer.py', config, weights, images, '--out-dir', str(outs[backend]), '--score-thr', '0',
+                          '--backend', backend))
+    ours, theirs = (json.loads((outs[b] / 'predictions.json').read_text()) for b in ('onnxruntime', 'pytorch'))
+    assert len(ours) == len(theirs) == 8
+    for o, t in zip(ours, theirs):
+        assert (o['image'], o['height'], o['width']) == (t['image'], t['height'], t['width'])
+        assert len(o['detections']) == len(t['detections']) == 100
+        # each detection has one of the same class, score (rounded to 1e-4) and box (rounded to 0.01 px) in the
+        # other: scores tying within rounding may come out of the top-k in either order
+        for mine, other in ((o, t), (t, o)):
+            for d in mine['detections']:
+                assert any(e['class_name'] == d['class_name'] and abs(e['score'] - d['score']) <= 1e-4 + 1e-9
+                           and max(abs(a - b) for a, b in zip(e['bbox'], d['bbox'])) <= 0.01 + 1e-9
+                           for e in other['detections']), d
+    pictures = sorted(p.name for p in outs['pytorch'].glob('*.png'))
+    assert len(pictures) == 8 and pictures == sorted(p.name for p in outs['onnxruntime'].glob('*.png'))
+    for name in pictures:
+        pytorch, onnxruntime = (mmcv.imread(str(outs[b] / name)) for b in ('pytorch', 'onnxruntime'))
+        assert pytorch.shape == onnxruntime.shape
+        assert (pytorch != onnxruntime).any(-1).mean() < 1e-3, name  # the same boxes drawn (ties in either order)
+
+    # the file is never overwritten, not even by the same export
+    before = open(model, 'rb').read()
+    proc = run_tool('export_onnx.py', config, checkpoint, '--out', model, '--size', '96', '128')
+    assert proc.returncode == 1 and f'--out: {model} exists' in proc.stderr and 'Traceback' not in proc.stderr
+    assert open(model, 'rb').read() == before
+
+    proc = run_tool('infer.py', config, checkpoint, images, '--out-dir', str(tmp_path / 'x'), '--backend',
+                    'onnxruntime')
+    assert proc.returncode == 1 and 'cannot be loaded by ONNX Runtime' in proc.stderr, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+
+
+def test_bad_input_is_named_and_nothing_is_written(run_tool, tmp_path):
+    config = _small_config(tmp_path, TOY)
+    plain_checkpoint = _random_checkpoint(_small_config(tmp_path, PLAIN), tmp_path / 'plain.pth')
+    out = tmp_path / 'model.onnx'
+
+    proc = run_tool('export_onnx.py', config, plain_checkpoint, '--out', str(out))  # a plain model's weights
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert "16 of the model's 225 weights are missing" in proc.stderr and 'this config' in proc.stderr
+    assert not out.exists() and list(tmp_path.glob('*.partial-*')) == []
+
+    proc = run_tool('export_onnx.py', config, plain_checkpoint, '--out', str(out), '--opset', '17')
+    assert proc.returncode == 1 and '--opset: expected one of 18, 19, 20, 21, 22, 23, got 17' in proc.stderr
+
+    proc = run_tool('export_onnx.py', config, plain_checkpoint, '--out', str(out), '--size', '64', '800')
+    assert proc.returncode == 1 and '--size: expected a height and width of at least 65' in proc.stderr
+
+    out.write_text('a file of the user')
+    proc = run_tool('export_onnx.py', config, plain_checkpoint, '--out', str(out))
+    assert proc.returncode == 1 and 'exists; it is never overwritten' in proc.stderr
+    assert out.read_text() == 'a file of the user'
+
+    proc = run_tool('export_onnx.py', config, str(tmp_path / 'none.pth'), '--out', str(tmp_path / 'new.onnx'))
+    assert proc.returncode == 1 and f'checkpoint {tmp_path}/none.pth: no such file' in proc.stderr
+
+    proc = run_tool('infer.py', config, str(out), str(tmp_path), '--out-dir', str(tmp_path / 'x'), '--backend',
+                    'onnxruntime', '--show-sampling-points')
+    assert proc.returncode == 1 and '--show-sampling-points needs --backend pytorch' in proc.stderr
