@@ -1,15 +1,17 @@
-"""The main job: train the refine + two-stage toy detector on CPU within a time budget, evaluate, and draw.
+"""The main job: train the toy detector on CPU for a number of training images, evaluate, draw, and say what next.
 
-    python tools/toy_demo.py [--minutes 15] [--work-dir DIR] [--config CONFIG]
+    python tools/toy_demo.py [--images 4800] [--minutes M] [--work-dir DIR] [--config CONFIG]
 
-Makes the toy dataset (data/toy/, first run only), trains with a progress log and ETA for at most ``--minutes`` of
-training, evaluates COCO mAP on the toy val set, and writes into a new work dir: the checkpoint, ``ap_table.txt``,
-``curves.png`` (loss and mAP), ``learning_curve.txt`` (val mAP against training minutes, and whether the toy
-learning target, mAP >= 0.30 within 10 minutes, is met) and ``predictions/*.png`` (ground truth left, predictions
-right). Ends by printing where they are.
+Makes the toy dataset (data/toy/, first run only), trains on ``--images`` training images (iterations = images /
+batch size; ``--minutes`` optionally caps the training time) with a progress log and ETA, evaluates COCO mAP on the
+toy val set, and writes into a new work dir: the checkpoint, ``ap_table.txt``, ``curves.png`` (loss and mAP),
+``learning_curve.txt`` (val mAP against training images and minutes, and the toy learning targets: mAP >= 0.30 after
+2,400 images, mAP >= 0.45 and AP50 >= 0.60 after 4,800) and ``predictions/*.png`` (ground truth left, predictions
+right). Ends with a one-screen summary: the AP table, the paths it wrote and the next commands.
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import time
@@ -25,6 +27,8 @@ from mmengine.runner import Runner  # noqa: E402
 from mmddetr.engine import TimeBudgetHook, build_runner, load_config  # noqa: E402
 
 TOY = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
+# The toy learning targets: (training images seen, val mAP at least, val AP50 at least or None)
+TARGETS = ((2400, 0.30, None), (4800, 0.45, 0.60))
 
 
 def plot_curves(scalars_file: str, out_file: str) -> None:
@@ -66,19 +70,25 @@ def write_ap_table(metrics: dict, classes, out_file: str) -> str:
     return table
 
 
-def learning_curve(history, out_file: str, target_minutes: float = 10, target_map: float = 0.30) -> str:
-    """Val mAP against training minutes, and the toy learning target (mAP >= 0.30 after 10 minutes)."""
-    lines = [f'{"iteration":>9} {"train min":>9} {"mAP":>6}']
-    lines += [f'{it:>9} {minutes:>9.1f} {m.get("coco/bbox_mAP", float("nan")):>6.3f}' for it, minutes, m in history]
-    reached = [m.get('coco/bbox_mAP', 0.0) for _, minutes, m in history if minutes <= target_minutes + 0.05]
-    if history and history[-1][1] >= target_minutes - 0.05:
-        best = max(reached, default=0.0)
-        verdict = 'met' if best >= target_map else 'NOT met'
-        lines.append(f'learning target: mAP >= {target_map:.2f} within {target_minutes:g} min of training: '
-                     f'{best:.3f}, {verdict}')
-    else:
-        lines.append(f'learning target (mAP >= {target_map:.2f} within {target_minutes:g} min): not judged, '
-                     f'trained {history[-1][1] if history else 0:.1f} min')
+def learning_curve(history, batch_size: int, out_file: str, targets=TARGETS) -> str:
+    """Val mAP and AP50 against training images and minutes, and each target judged at the last validation at or
+    before its number of images (not judged when the run saw fewer images)."""
+    nan = float('nan')
+    rows = [(it * batch_size, it, minutes, m.get('coco/bbox_mAP', nan), m.get('coco/bbox_mAP_50', nan))
+            for it, minutes, m in history]
+    lines = [f'{"images":>7} {"iteration":>9} {"train min":>9} {"mAP":>6} {"AP50":>6}']
+    lines += [f'{images:>7} {it:>9} {minutes:>9.1f} {m:>6.3f} {m50:>6.3f}' for images, it, minutes, m, m50 in rows]
+    for images, min_map, min_map50 in targets:
+        goal = f'mAP >= {min_map:.2f}' + (f', AP50 >= {min_map50:.2f}' if min_map50 is not None else '')
+        seen = [row for row in rows if row[0] <= images]
+        if not rows or rows[-1][0] < images or not seen:
+            lines.append(f'target after {images:,} images ({goal}): not judged, trained '
+                         f'{rows[-1][0] if rows else 0:,} images')
+            continue
+        at, _, minutes, m, m50 = seen[-1]
+        met = m >= min_map and (min_map50 is None or m50 >= min_map50)
+        lines.append(f'target after {images:,} images ({goal}): mAP {m:.3f}, AP50 {m50:.3f} at {at:,} images '
+                     f'({minutes:.1f} min), {"met" if met else "NOT met"}')
     text = '\n'.join(lines) + '\n'
     with open(out_file, 'w') as f:
         f.write(text)
@@ -107,7 +117,9 @@ def draw_predictions(runner: Runner, out_dir: str, num_images: int = 4, score_th
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--minutes', type=float, default=15, help='training time budget')
+    parser.add_argument('--images', type=int, default=4800, help='training images to see (iterations = images / '
+                        'batch size)')
+    parser.add_argument('--minutes', type=float, help='optional cap on the training time')
     parser.add_argument('--config', default=TOY)
     parser.add_argument('--work-dir', help='new folder for the results (default: work_dirs/toy_demo_<time>)')
     args = parser.parse_args(argv)
@@ -115,25 +127,33 @@ def main(argv=None) -> None:
     if osp.exists(work_dir) and os.listdir(work_dir):
         parser.error(f'--work-dir {work_dir} is not empty; choose a new folder (nothing is overwritten)')
     cfg = load_config(args.config, work_dir=work_dir)
+    batch_size = cfg.train_dataloader.batch_size
+    cfg.train_cfg.max_iters = math.ceil(args.images / batch_size)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='TimeBudgetHook', minutes=args.minutes)]
     cfg.test_evaluator.classwise = True
     runner = build_runner(cfg)
     runner.train()
     budget = next(hook for hook in runner.hooks if isinstance(hook, TimeBudgetHook))
-    curve = learning_curve(budget.history, osp.join(work_dir, 'learning_curve.txt'))
+    curve = learning_curve(budget.history, batch_size, osp.join(work_dir, 'learning_curve.txt'))
     metrics = runner.test()
     classes = runner.test_dataloader.dataset.metainfo['classes']
     table = write_ap_table(metrics, classes, osp.join(work_dir, 'ap_table.txt'))
     plot_curves(osp.join(runner.log_dir, 'vis_data', 'scalars.json'), osp.join(work_dir, 'curves.png'))
-    draw_predictions(runner, osp.join(work_dir, 'predictions'))
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
-    print(f'\nval mAP during training:\n{curve}')
-    print(f'COCO bbox AP on the toy val set after {runner.iter} iterations:\n{table}')
-    print(f'checkpoint:   {checkpoint}\nAP table:     {osp.join(work_dir, "ap_table.txt")}\n'
-          f'learning:     {osp.join(work_dir, "learning_curve.txt")}\n'
-          f'curves:       {osp.join(work_dir, "curves.png")}\npredictions:  {osp.join(work_dir, "predictions")}/\n'
-          f'logs:         {runner.log_dir}')
+    runner.load_checkpoint(checkpoint)  # the weights tested and saved (the averaged ones, where a config has EMA)
+    draw_predictions(runner, osp.join(work_dir, 'predictions'))
+    print(f'\nval mAP during training ({osp.join(work_dir, "learning_curve.txt")}):\n{curve}')
+    print(f'COCO bbox AP on the toy val set after {runner.iter} iterations, {runner.iter * batch_size:,} images, '
+          f'{budget.elapsed / 60:.1f} min of training:\n{table}')
+    print(f'wrote:\n  checkpoint    {checkpoint}\n  AP table      {osp.join(work_dir, "ap_table.txt")}\n'
+          f'  learning      {osp.join(work_dir, "learning_curve.txt")}\n'
+          f'  curves        {osp.join(work_dir, "curves.png")}\n'
+          f'  predictions   {osp.join(work_dir, "predictions")}/\n  logs          {runner.log_dir}')
+    print(f'next:\n  train longer       python tools/toy_demo.py --images {2 * args.images} --config {args.config}\n'
+          f'  test a checkpoint  python tools/test.py {args.config} {checkpoint}\n'
+          f'  infer on images    python tools/infer.py {args.config} {checkpoint} YOUR_IMAGES... '
+          f'--out-dir {osp.join(work_dir, "infer")}')
 
 
 if __name__ == '__main__':

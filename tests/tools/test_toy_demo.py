@@ -1,4 +1,4 @@
-"""The main job at small scale: time budget, evaluation, AP table, curves, prediction images, printed paths."""
+"""The main job at small scale: image budget, time cap, evaluation, AP table, curves, prediction images, summary."""
 import importlib.util
 import os
 
@@ -32,25 +32,54 @@ default_hooks = dict(checkpoint=dict(interval=3), logger=dict(interval=1))
     assert 'TimeBudgetHook' in log, log[-3000:]
     assert 'eta:' in log
     iters = int(log.split('toy val set after ')[1].split(' iterations')[0])
-    assert 1 <= iters < 4000  # stopped by the budget, not max_iters
+    assert 1 <= iters < 2400  # stopped by the time cap, not by the 4,800 images of batch 2
     assert (work / f'iter_{iters}.pth').exists() and (work / 'curves.png').stat().st_size > 0
     table = (work / 'ap_table.txt').read_text()
     assert 'mAP@[.5:.95]' in table and 'AP circle' in table
     assert len(list((work / 'predictions').glob('*.png'))) == 4
     curve = (work / 'learning_curve.txt').read_text().splitlines()
-    assert curve[-1].startswith('learning target') and 'not judged' in curve[-1]  # far less than 10 minutes
-    assert [int(line.split()[0]) for line in curve[1:-1]][-1] == iters  # every validation, the last one included
-    for name in ('checkpoint:', 'AP table:', 'curves:', 'predictions:', 'learning:'):
+    assert all('not judged' in line for line in curve[-2:])  # far fewer than 2,400 images
+    assert [int(line.split()[1]) for line in curve[1:-2]][-1] == iters  # every validation, the last one included
+    assert int(curve[-3].split()[0]) == 2 * iters  # images = iterations x batch
+    for name in ('checkpoint ', 'AP table ', 'curves ', 'predictions ', 'learning ', 'train longer ',
+                 'test a checkpoint ', 'infer on images '):
         assert name in proc.stdout
     proc = run_tool('toy_demo.py', '--config', str(config), '--work-dir', str(work))
     assert proc.returncode != 0 and 'not empty' in proc.stderr  # nothing overwritten
 
 
-def test_learning_curve_judges_the_target_at_ten_minutes(tmp_path):
+def test_toy_demo_trains_its_images_without_a_time_cap(run_tool, toy_root, tmp_path):
+    config = tmp_path / 'tiny_toy.py'
+    config.write_text(f"""_base_ = '{os.path.abspath(TOY)}'
+data_root = '{toy_root}'
+model = dict(encoder=dict(num_layers=1), decoder=dict(num_layers=1))
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
+val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+train_cfg = dict(val_interval=2)
+""")
+    work = tmp_path / 'demo'
+    proc = run_tool('toy_demo.py', '--config', str(config), '--images', '7', '--work-dir', str(work))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'after 4 iterations, 8 images' in proc.stdout  # ceil(7 / 2) iterations of batch 2
+    assert [line.split()[0] for line in (work / 'learning_curve.txt').read_text().splitlines()[1:3]] == ['4', '8']
+
+
+def test_learning_curve_judges_the_targets_by_images_seen(tmp_path):
     learning_curve = _toy_demo().learning_curve
-    history = [(100, 4.9, {'coco/bbox_mAP': 0.10}), (200, 9.9, {'coco/bbox_mAP': 0.31}),
-               (300, 14.8, {'coco/bbox_mAP': 0.45})]
-    text = learning_curve(history, str(tmp_path / 'a.txt'))
-    assert text.splitlines()[-1].endswith('0.310, met') and (tmp_path / 'a.txt').read_text() == text
-    history[1] = (200, 10.3, {'coco/bbox_mAP': 0.31})  # reached only after 10 minutes
-    assert learning_curve(history, str(tmp_path / 'b.txt')).splitlines()[-1].endswith('0.100, NOT met')
+    history = [(300, 4.9, {'coco/bbox_mAP': 0.31, 'coco/bbox_mAP_50': 0.5}),
+               (600, 9.9, {'coco/bbox_mAP': 0.46, 'coco/bbox_mAP_50': 0.61})]
+    text = learning_curve(history, 8, str(tmp_path / 'a.txt'))
+    lines = text.splitlines()
+    assert lines[1].split()[:2] == ['2400', '300'] and (tmp_path / 'a.txt').read_text() == text
+    assert lines[-2].startswith('target after 2,400 images') and lines[-2].endswith('met')
+    assert 'NOT' not in lines[-2] and lines[-1].endswith('at 4,800 images (9.9 min), met')
+    history[1][2]['coco/bbox_mAP_50'] = 0.59  # mAP enough, AP50 not
+    assert learning_curve(history, 8, str(tmp_path / 'b.txt')).splitlines()[-1].endswith('NOT met')
+    history[0] = (299, 4.9, {'coco/bbox_mAP': 0.31, 'coco/bbox_mAP_50': 0.5})  # validated just before 2,400
+    lines = learning_curve(history, 8, str(tmp_path / 'c.txt')).splitlines()
+    assert lines[-2].endswith('at 2,392 images (4.9 min), met')
+    text = learning_curve(history[:1], 8, str(tmp_path / 'd.txt'))  # stopped before 4,800 images
+    assert text.splitlines()[-1].endswith('not judged, trained 2,392 images')

@@ -1,4 +1,5 @@
-"""Stop an iteration-based training run after a wall-clock budget, with its last checkpoint and validation."""
+"""Measure the training time of an iteration-based run, and stop it after a wall-clock budget with its last
+checkpoint and validation."""
 import time
 from typing import List, Optional, Tuple
 
@@ -9,7 +10,7 @@ from mmddetr.registry import HOOKS
 
 @HOOKS.register_module()
 class TimeBudgetHook(Hook):
-    """Fit ``IterBasedTrainLoop`` training into ``minutes`` of training time.
+    """Fit ``IterBasedTrainLoop`` training into ``minutes`` of training time (or only measure it).
 
     After ``estimate_after`` iterations, ``max_iters`` is set to what the measured speed allows (so the progress
     bar's ETA is right); the budget is then enforced exactly. Ending early goes through the loop's own last
@@ -17,16 +18,16 @@ class TimeBudgetHook(Hook):
     in validation does not count. ``history`` records (iteration, training minutes, metrics) at every validation.
 
     Args:
-        minutes (float): Training time budget.
+        minutes (float, optional): Training time budget. None: no budget, the hook only measures and records.
         estimate_after (int): Iterations measured before ``max_iters`` is set. Default: 20.
     """
 
     priority = 'VERY_HIGH'  # before the CheckpointHook checks for the last iteration
 
-    def __init__(self, minutes: float, estimate_after: int = 20) -> None:
-        if minutes <= 0:
+    def __init__(self, minutes: Optional[float] = None, estimate_after: int = 20) -> None:
+        if minutes is not None and minutes <= 0:
             raise ValueError(f'minutes must be positive, got {minutes}')
-        self.budget = minutes * 60
+        self.budget = None if minutes is None else minutes * 60
         self.estimate_after = estimate_after
         self.elapsed = 0.0
         self.iters = 0
@@ -40,6 +41,8 @@ class TimeBudgetHook(Hook):
         self.elapsed += time.perf_counter() - self._start
         self.iters += 1
         loop = runner.train_loop
+        if self.budget is None:
+            return
         if self.iters == self.estimate_after:
             affordable = int(self.iters * self.budget / self.elapsed)
             loop._max_iters = max(runner.iter + 1, min(loop.max_iters, runner.iter + 1 + affordable - self.iters))
