@@ -86,7 +86,6 @@ def test_exported_model_gives_the_pytorch_predictions_and_pictures(run_tool, toy
         assert pytorch.shape == onnxruntime.shape
         assert (pytorch != onnxruntime).any(-1).mean() < 1e-2, name
         compared += 1
-    print(f'pictures compared: {compared} of 8')
     assert compared >= 4, f'only {compared} of 8 images have the same detections in the same order'
 
     # the file is never overwritten, not even by the same export
