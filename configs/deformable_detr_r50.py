@@ -41,7 +41,7 @@ model = dict(
         num_layers=6,
         return_intermediate=True,
         layer_cfg=dict(  # DeformableDetrTransformerDecoderLayer
-            self_attn_cfg=dict(type='MultiheadAttention', embed_dims=256, num_heads=8, attn_drop=0.1,
+            self_attn_cfg=dict(type='FastMultiheadAttention', embed_dims=256, num_heads=8, attn_drop=0.1,
                                dropout_layer=dict(type='Dropout', drop_prob=0.1), batch_first=True),
             cross_attn_cfg=dict(type='MultiScaleDeformableAttention', embed_dims=256, num_levels=4,
                                 batch_first=True),

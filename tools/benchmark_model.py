@@ -1,11 +1,11 @@
-"""End-to-end benchmark: our two-stage R50 Deformable DETR (or mmdet's DINO / DDQ-DETR on our attention) against
+"""End-to-end benchmark: our two-stage R50 Deformable DETR (or our DINO, or mmdet's DDQ-DETR on our attention) against
 mmdet 3.3.0's, same weights, same run.
 
 ``--model deformable-detr`` (default): both detectors are built from their own configs (ours:
 configs/deformable_detr_r50_refine_twostage.py; mmdet's: its deformable-detr-refine-twostage_r50_16xb2-50e_coco.py,
-with mmcv's attention). ``--model dino``: ours is configs/dino/dino_4scale_r50_12e.py (mmdet's DINO on our attention
-through mmddetr.mmdet_ops), mmdet's its dino-4scale_r50_8xb2-12e_coco.py with mmcv's attention; ``--model ddq-detr``:
-mmdet's ddq-detr-4scale_r50_8xb2-12e_coco.py built both ways. mmdet's random weights are loaded strictly into ours
+with mmcv's attention). ``--model dino``: ours is configs/dino/dino_4scale_r50_12e.py (mmddetr's DINO: mmdet's DINO on
+our layers), mmdet's its dino-4scale_r50_8xb2-12e_coco.py with mmcv's attention; ``--model ddq-detr``: mmdet's
+ddq-detr-4scale_r50_8xb2-12e_coco.py built with mmcv's attention and with ours (mmddetr.mmdet_ops). mmdet's random weights are loaded strictly into ours
 and the predictions are checked equal first. Each row then runs in a fresh process per
 implementation, their timed steps taking turns (one of each per round, so machine drift hits both alike): median time
 over ``--repeat`` rounds after a warm-up, peak memory (CPU: peak resident set size above
@@ -18,11 +18,12 @@ the built model; CUDA: peak allocated), parameters and FLOPs (torch's FlopCounte
 Rows: inference at 800x1333 (batch 1; and batch 4 on CUDA) and one training step (forward, loss, backward) at
 512x672 on CPU, 800x1333 on CUDA (batch 2, as the configs' per-GPU batch); and the toy training step (the README's
 main job: configs/toy/deformable_detr_r18_toy_refine_twostage.py, batch 8 at 256x256) with each one's classes, the
-step the toy learning target compares; for DINO, configs/toy/dino_r18_toy.py with mmcv's attention and with ours.
+step the toy learning target compares; for DINO, configs/toy/dino_r18_toy.py as mmdet's DINO (mmcv's attention) and
+as ours.
 
 ``--passes onnxruntime`` (CPU, fp32, --model deformable-detr): our detector exported to ONNX (tools/export_onnx.py's
-path, traced on a small batch) in ONNX Runtime against our eager PyTorch, inference at 800x1333, batch 1, the same threads, the two taking
-turns as above; ONNX Runtime's predictions are checked against eager first. It also reports what the deformable
+path, traced on a small batch) in ONNX Runtime against our eager PyTorch, inference at 800x1333, batch 1, the same
+threads, the two taking turns as above; ONNX Runtime's predictions are checked against eager first. It also reports what the deformable
 attention costs in each: its share of a profiled run (ONNX Runtime: the nodes our op became; torch: the compiled
 op) times the median time.
 """
@@ -72,7 +73,7 @@ def _register_mmdet_any_dims():
 def build(impl, device, toy=False, model_name='deformable-detr'):
     """Our or mmdet's detector with the shared random weights (seeded, mmdet-built with mmcv's attention, loaded
     strictly into ours): the R50 model from each one's own config, or (``toy``) the toy config built with each one's
-    classes (Deformable DETR) or attention (DINO)."""
+    classes."""
     import mmdet
     import torch
     from mmdet.registry import MODELS as MMDET_MODELS
@@ -89,7 +90,7 @@ def build(impl, device, toy=False, model_name='deformable-detr'):
     mmdet_path = os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs', mmdet_path)
     torch.manual_seed(0)
     if toy and model_name != 'deformable-detr':
-        theirs_cfg = Config.fromfile(toy_path)  # mmdet's detector class: only the attention differs
+        theirs_cfg = Config.fromfile(toy_path)  # built in mmdet's scope: mmdet's DINO
     elif toy:
         theirs_cfg = Config.fromfile(toy_path)
         theirs_cfg.model.type = _register_mmdet_any_dims()

@@ -1,22 +1,20 @@
 # DINO-4scale, ResNet-50, 12 epochs on COCO (arXiv 2203.03605): mmdet 3.3.0's recipe (its
-# dino-4scale_r50_8xb2-12e_coco.py, 49.0 AP in mmdet's model zoo) on mmddetr's multi-scale deformable attention
-# (mmddetr.mmdet_ops: mmdet's DINO, mmdet's layers, our attention module and op; mmdet's DINO checkpoints load
-# strictly) and mmddetr's runtime. The data pipeline (DETR augmentation) is Deformable DETR's, as in mmdet.
+# dino-4scale_r50_8xb2-12e_coco.py, 49.0 AP in mmdet's model zoo) as mmddetr's DINO (mmdet's DINO with our encoder,
+# decoder layers, attention and FFN; mmdet's DINO checkpoints load strictly) and mmddetr's runtime. The data pipeline
+# (DETR augmentation) is Deformable DETR's, as in mmdet.
 _base_ = '../deformable_detr_r50.py'
-
-custom_imports = dict(imports=['mmddetr', 'mmddetr.mmdet_ops'], allow_failed_imports=False)
 
 # Deformable DETR R50's backbone, neck, data preprocessor and matching costs; DINO's own parts below.
 model = dict(
-    type='DINO',
+    type='DINO',  # mmddetr.DINO
     num_queries=900,  # matching queries
     with_box_refine=True,
     as_two_stage=True,
-    encoder=dict(  # mmdet's DeformableDetrTransformerEncoder; its attention ours through mmddetr.mmdet_ops
+    encoder=dict(  # mmddetr.DeformableDetrTransformerEncoder
         layer_cfg=dict(
             self_attn_cfg=dict(_delete_=True, embed_dims=256, num_levels=4, dropout=0.0),
             ffn_cfg=dict(feedforward_channels=2048, ffn_drop=0.0))),
-    decoder=dict(  # mmdet's DinoTransformerDecoder
+    decoder=dict(  # mmddetr.DinoTransformerDecoder: mmdet's, on our decoder layers
         layer_cfg=dict(
             self_attn_cfg=dict(_delete_=True, embed_dims=256, num_heads=8, dropout=0.0),
             cross_attn_cfg=dict(_delete_=True, embed_dims=256, num_levels=4, dropout=0.0),

@@ -1,10 +1,8 @@
-# Toy DINO: mmdet's DINO (contrastive denoising queries, mixed query selection, look forward twice; arXiv 2203.03605)
-# on mmddetr's attention (mmddetr.mmdet_ops), trained from scratch on the toy data with the Deformable DETR toy
-# configs' data, schedule and runtime. ResNet-18 without pretrained weights, 3 + 3 layers, 100 queries. Embed dims
-# stay 256: mmdet's DINO decoder encodes query positions with 128 sine features per coordinate.
+# Toy DINO: mmddetr's DINO (mmdet's DINO on our layers: contrastive denoising queries, mixed query selection, look
+# forward twice; arXiv 2203.03605), trained from scratch on the toy data with the Deformable DETR toy configs' data,
+# schedule and runtime. ResNet-18 without pretrained weights, 3 + 3 layers, 100 queries. Embed dims stay 256: DINO's
+# decoder encodes query positions with 128 sine features per coordinate.
 _base_ = './deformable_detr_r18_toy.py'
-
-custom_imports = dict(imports=['mmddetr', 'mmddetr.mmdet_ops'], allow_failed_imports=False)
 
 embed_dims = 256
 model = dict(

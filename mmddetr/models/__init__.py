@@ -1,7 +1,7 @@
 from .dense_heads import DeformableDETRHead, TwoStageProposalHead
-from .detectors import DeformableDETR
+from .detectors import DINO, DeformableDETR
 from .layers import (DeformableDetrTransformerDecoder, DeformableDetrTransformerDecoderLayer,
-                     DeformableDetrTransformerEncoder, DeformableDetrTransformerEncoderLayer,
+                     DeformableDetrTransformerEncoder, DeformableDetrTransformerEncoderLayer, DinoTransformerDecoder,
                      MultiScaleDeformableAttention)
 from .mmdet_attention import mmdet_attention, mmdet_uses_mmddetr_attention, use_mmddetr_attention_in_mmdet
 from .task_modules import BBoxL1Cost, FocalLossCost, HungarianAssigner, IoUCost
@@ -9,6 +9,7 @@ from .task_modules import BBoxL1Cost, FocalLossCost, HungarianAssigner, IoUCost
 __all__ = [
     'MultiScaleDeformableAttention', 'DeformableDetrTransformerEncoder', 'DeformableDetrTransformerEncoderLayer',
     'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer', 'DeformableDETRHead',
-    'TwoStageProposalHead', 'DeformableDETR', 'HungarianAssigner', 'FocalLossCost', 'BBoxL1Cost', 'IoUCost',
+    'DinoTransformerDecoder', 'TwoStageProposalHead', 'DeformableDETR', 'DINO', 'HungarianAssigner', 'FocalLossCost',
+    'BBoxL1Cost', 'IoUCost',
     'use_mmddetr_attention_in_mmdet', 'mmdet_uses_mmddetr_attention', 'mmdet_attention'
 ]

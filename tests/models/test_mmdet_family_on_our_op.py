@@ -17,6 +17,7 @@ from torch.utils._pytree import tree_leaves
 from mmddetr.models import MultiScaleDeformableAttention, mmdet_attention, mmdet_uses_mmddetr_attention
 
 MMDET_CONFIGS = os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs')
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _mmdet_config(path: str) -> Config:
@@ -79,6 +80,47 @@ def test_detector_on_our_attention(config, float64_through, det_batch, assert_sa
     cfg.backbone.init_cfg = None
     cfg.num_queries = 60
     theirs, ours = _build_pair(lambda: _build_detector(cfg))
+    _assert_same_detector(theirs, ours, float64_through, det_batch, assert_same_detections)
+
+
+def test_mmddetr_dino_is_mmdet_dino(det_batch, assert_same_detections):
+    """configs/dino (mmddetr's DINO: our encoder, decoder layers, attention, FFN and self-attention, channels-last
+    inference) against mmdet's DINO from mmdet's config on mmcv's attention: mmdet's state dict loads strictly;
+    outputs, losses (denoising queries included) and float64 gradients agree."""
+    from mmddetr.models import DINO, DinoTransformerDecoder
+    from mmddetr.models.layers import (DeformableDetrTransformerDecoderLayer, DeformableDetrTransformerEncoder,
+                                       FastFFN, FastMultiheadAttention)
+    from mmddetr.registry import MODELS
+    from mmengine.registry import DefaultScope
+
+    theirs_cfg = _mmdet_config('dino/dino-4scale_r50_8xb2-12e_coco.py').model
+    ours_cfg = Config.fromfile(os.path.join(REPO, 'configs', 'dino', 'dino_4scale_r50_12e.py')).model
+    for cfg in (theirs_cfg, ours_cfg):
+        cfg.backbone.init_cfg = None
+        cfg.num_queries = 60
+    torch.manual_seed(0)
+    with mmdet_attention(mmddetr=False):
+        theirs = _build_detector(theirs_cfg)
+    with DefaultScope.overwrite_default_scope('mmddetr'):
+        ours = MODELS.build(ours_cfg)
+    ours.init_weights()  # mmdet's initialisation reaches our attention modules too
+    for layer in ours.encoder.layers:
+        assert layer.self_attn.attention_weights.weight.abs().sum() == 0
+    assert type(ours) is DINO and type(ours.encoder) is DeformableDetrTransformerEncoder
+    assert type(ours.decoder) is DinoTransformerDecoder
+    assert all(type(layer) is DeformableDetrTransformerDecoderLayer for layer in ours.decoder.layers)
+    kinds = {type(m) for m in ours.modules()}
+    assert {MultiScaleDeformableAttention, FastMultiheadAttention, FastFFN} <= kinds and MmcvAttention not in kinds
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    _assert_same_detector(theirs.eval(), ours.eval(), 'head', det_batch, assert_same_detections)
+
+
+def _assert_same_detector(theirs, ours, float64_through, det_batch, assert_same_detections):
+    """Per-query head outputs and detections, training losses (denoising queries included) and float64 gradients of
+    every parameter through the head outputs (``'head'``) or the encoder's memory (``'encoder'``)."""
     inputs, samples = det_batch()
     with torch.no_grad():
         # per-query head outputs, before any top-k over queries x classes
@@ -234,7 +276,7 @@ def test_custom_import_in_an_mmdet_config_builds_our_attention(tmp_path):
 
 def test_our_dino_config_is_mmdets_recipe():
     """configs/dino/dino_4scale_r50_12e.py builds on Deformable DETR R50's config; its model and schedule are mmdet's
-    DINO-4scale R50 12-epoch recipe (num_feature_levels=4 written out, mmdet's default)."""
+    DINO-4scale R50 12-epoch recipe (num_feature_levels=4 written out, mmdet's default), built as mmddetr's DINO."""
     ours = Config.fromfile('configs/dino/dino_4scale_r50_12e.py')
     theirs = _mmdet_config('dino/dino-4scale_r50_8xb2-12e_coco.py')
     assert ours.model.to_dict() == dict(theirs.model.to_dict(), num_feature_levels=4)
@@ -242,4 +284,6 @@ def test_our_dino_config_is_mmdets_recipe():
         assert ours[key] == theirs[key], key
     assert ours.optim_wrapper.optimizer.lr == theirs.optim_wrapper.optimizer.lr == 1e-4
     assert ours.optim_wrapper.paramwise_cfg == theirs.optim_wrapper.paramwise_cfg
-    assert 'mmddetr.mmdet_ops' in ours.custom_imports.imports
+    from mmddetr.models import DINO
+    from mmddetr.registry import MODELS
+    assert ours.default_scope == 'mmddetr' and MODELS.get(ours.model.type) is DINO  # mmdet's keys, our classes

@@ -29,12 +29,14 @@ def test_toy_row_builds_mmdet_and_ours_alike(no_dropout):
         torch.testing.assert_close(losses_o[key], losses_t[key], atol=1e-4, rtol=1e-4, msg=key)
 
 
-def test_dino_rows_differ_only_in_the_attention():
+def test_dino_rows_are_mmdets_dino_and_ours():
+    """mmdet's DINO on mmcv's attention against mmddetr's DINO (our layers) from the same toy config and weights."""
     from mmcv.ops import MultiScaleDeformableAttention as MmcvAttention
+    from mmdet.models.detectors import DINO as MmdetDINO
 
-    from mmddetr.models import MultiScaleDeformableAttention
+    from mmddetr.models import DINO, MultiScaleDeformableAttention
     theirs, ours = (build(impl, 'cpu', toy=True, model_name='dino') for impl in ('mmdet', 'ours'))
-    assert type(theirs) is type(ours) and type(ours).__name__ == 'DINO'
+    assert type(theirs) is MmdetDINO and type(ours) is DINO
     assert {type(m) for m in theirs.modules() if isinstance(m, (MmcvAttention, MultiScaleDeformableAttention))} == {
         MmcvAttention}
     assert {type(m) for m in ours.modules() if isinstance(m, (MmcvAttention, MultiScaleDeformableAttention))} == {

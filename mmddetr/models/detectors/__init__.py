@@ -1,3 +1,4 @@
 from .deformable_detr import DeformableDETR
+from .dino import DINO
 
-__all__ = ['DeformableDETR']
+__all__ = ['DeformableDETR', 'DINO']

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from mmddetr.models.layers.builder import build_from_cfg_or_default
 from mmddetr.registry import MODELS
+from .utils import channels_last_on_cpu_inference
 
 # Two-stage parameters live in ``proposal_head``; checkpoints keep mmdet's names for them (detector level).
 _PROPOSAL_HEAD_PARAMS = ('memory_trans_fc.', 'memory_trans_norm.', 'pos_trans_fc.', 'pos_trans_norm.')
@@ -108,15 +109,9 @@ class DeformableDETR(DetectionTransformer):
         nn.init.normal_(self.level_embed)
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
-        """Backbone and neck features, each (bs, C_l, H_l, W_l).
-
-        On CPU without autograd (inference, validation) the images run channels-last, oneDNN's native layout for
-        convolutions: the same values, about 1.4x faster through a ResNet-50 (with autograd its backward is slower,
-        so training keeps the default layout).
-        """
-        if batch_inputs.device.type == 'cpu' and not torch.is_grad_enabled():
-            batch_inputs = batch_inputs.contiguous(memory_format=torch.channels_last)
-        return super().extract_feat(batch_inputs)
+        """Backbone and neck features, each (bs, C_l, H_l, W_l); channels-last on CPU inference
+        (:func:`channels_last_on_cpu_inference`)."""
+        return super().extract_feat(channels_last_on_cpu_inference(batch_inputs))
 
     def forward_transformer(self, img_feats: Tuple[Tensor], batch_data_samples: OptSampleList = None) -> Dict:
         """mmdet's four steps on a batch whose padding is read from the data samples (:meth:`batch_padding`).

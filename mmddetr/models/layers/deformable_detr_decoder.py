@@ -16,8 +16,8 @@ class DeformableDetrTransformerDecoderLayer(BaseModule):
     """Self-attention (q = k = t + pos) → LN → deformable cross-attention on the memory → LN → FFN → LN.
 
     Args:
-        self_attn_cfg (dict): Self-attention config; ``type`` defaults to mmcv's ``MultiheadAttention``,
-            ``batch_first`` to True.
+        self_attn_cfg (dict): Self-attention config; ``type`` defaults to ``mmddetr.FastMultiheadAttention`` (mmcv's
+            ``MultiheadAttention`` on torch's fused attention), ``batch_first`` to True.
         cross_attn_cfg (dict): Cross-attention config; ``type`` defaults to ``mmddetr.MultiScaleDeformableAttention``,
             ``batch_first`` to True.
         ffn_cfg (dict): FFN config (mmcv's ``FFN`` arguments); ``type`` defaults to ``mmddetr.FastFFN``.
@@ -32,7 +32,7 @@ class DeformableDetrTransformerDecoderLayer(BaseModule):
                  norm_cfg: dict = dict(type='LN'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.self_attn = build_from_cfg_or_default(self_attn_cfg, 'MultiheadAttention', batch_first=True)
+        self.self_attn = build_from_cfg_or_default(self_attn_cfg, 'mmddetr.FastMultiheadAttention', batch_first=True)
         self.embed_dims = self.self_attn.embed_dims
         self.cross_attn = build_from_cfg_or_default(
             cross_attn_cfg, 'mmddetr.MultiScaleDeformableAttention', batch_first=True, embed_dims=self.embed_dims)
