@@ -12,6 +12,9 @@ model = dict(
     as_two_stage=True,
     encoder=dict(  # mmddetr.DeformableDetrTransformerEncoder
         layer_cfg=dict(
+            # inference in chunks of 2,048 queries: the FFN's 2,048-wide hidden layer is then 16 MB per chunk,
+            # below glibc's 32 MB ceiling for allocations it maps afresh (and page-faults in) on every call
+            inference_chunk=2048,
             self_attn_cfg=dict(_delete_=True, embed_dims=256, num_levels=4, dropout=0.0),
             ffn_cfg=dict(feedforward_channels=2048, ffn_drop=0.0))),
     decoder=dict(  # mmddetr.DinoTransformerDecoder: mmdet's, on our decoder layers

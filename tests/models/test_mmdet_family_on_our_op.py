@@ -98,6 +98,7 @@ def test_mmddetr_dino_is_mmdet_dino(det_batch, assert_same_detections):
     for cfg in (theirs_cfg, ours_cfg):
         cfg.backbone.init_cfg = None
         cfg.num_queries = 60
+    ours_cfg.encoder.layer_cfg.inference_chunk = 100  # predictions below go through the chunked encoder
     torch.manual_seed(0)
     with mmdet_attention(mmddetr=False):
         theirs = _build_detector(theirs_cfg)
@@ -276,9 +277,11 @@ def test_custom_import_in_an_mmdet_config_builds_our_attention(tmp_path):
 
 def test_our_dino_config_is_mmdets_recipe():
     """configs/dino/dino_4scale_r50_12e.py builds on Deformable DETR R50's config; its model and schedule are mmdet's
-    DINO-4scale R50 12-epoch recipe (num_feature_levels=4 written out, mmdet's default), built as mmddetr's DINO."""
+    DINO-4scale R50 12-epoch recipe (num_feature_levels=4 written out, mmdet's default), built as mmddetr's DINO
+    with the encoder's inference chunk set."""
     ours = Config.fromfile('configs/dino/dino_4scale_r50_12e.py')
     theirs = _mmdet_config('dino/dino-4scale_r50_8xb2-12e_coco.py')
+    assert ours.model.encoder.layer_cfg.pop('inference_chunk') == 2048  # our encoder's speed setting, same values
     assert ours.model.to_dict() == dict(theirs.model.to_dict(), num_feature_levels=4)
     for key in ('param_scheduler', 'train_cfg', 'auto_scale_lr', 'test_pipeline'):
         assert ours[key] == theirs[key], key
