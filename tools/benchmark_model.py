@@ -2,14 +2,14 @@
 mmdet 3.3.0's, same weights, same run.
 
 ``--model deformable-detr`` (default): both detectors are built from their own configs (ours:
-configs/deformable_detr_r50_refine_twostage.py; mmdet's: its deformable-detr-refine-twostage_r50_16xb2-50e_coco.py,
-with mmcv's attention). ``--model dino``: ours is configs/dino/dino_4scale_r50_12e.py (mmddetr's DINO: mmdet's DINO on
-our layers), mmdet's its dino-4scale_r50_8xb2-12e_coco.py with mmcv's attention; ``--model ddq-detr``: mmdet's
-ddq-detr-4scale_r50_8xb2-12e_coco.py built with mmcv's attention and with ours (mmddetr.mmdet_ops). mmdet's random weights are loaded strictly into ours
-and the predictions are checked equal first. Each row then runs in a fresh process per
-implementation, their timed steps taking turns (one of each per round, so machine drift hits both alike): median time
-over ``--repeat`` rounds after a warm-up, peak memory (CPU: peak resident set size above
-the built model; CUDA: peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula for our op).
+configs/deformable_detr_r50_refine_twostage.py; mmdet's: its deformable-detr-refine-twostage_r50_16xb2-50e_coco.py, with
+mmcv's attention). ``--model dino``: ours is configs/dino/dino_4scale_r50_12e.py (mmddetr's DINO: mmdet's DINO on our
+layers), mmdet's its dino-4scale_r50_8xb2-12e_coco.py with mmcv's attention; ``--model ddq-detr``: mmdet's
+ddq-detr-4scale_r50_8xb2-12e_coco.py built with mmcv's attention and with ours (mmddetr.mmdet_ops). mmdet's random
+weights are loaded strictly into ours and the predictions are checked equal first. Each row then runs in a fresh process
+per implementation, their timed steps taking turns (one of each per round, so machine drift hits both alike): median
+time over ``--repeat`` rounds after a warm-up, peak memory (CPU: peak resident set size above the built model; CUDA:
+peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula for our op).
 
     python tools/benchmark_model.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads 2] [--repeat 3]
                                     [--compile] [--passes inference 'train step' 'toy train step' onnxruntime]
@@ -23,9 +23,9 @@ as ours.
 
 ``--passes onnxruntime`` (CPU, fp32, --model deformable-detr): our detector exported to ONNX (tools/export_onnx.py's
 path, traced on a small batch) in ONNX Runtime against our eager PyTorch, inference at 800x1333, batch 1, the same
-threads, the two taking turns as above; ONNX Runtime's predictions are checked against eager first. It also reports what the deformable
-attention costs in each: its share of a profiled run (ONNX Runtime: the nodes our op became; torch: the compiled
-op) times the median time.
+threads, the two taking turns as above; ONNX Runtime's predictions are checked against eager first. It also reports what
+the deformable attention costs in each: its share of a profiled run (ONNX Runtime: the nodes our op became; torch: the
+compiled op) times the median time.
 """
 import argparse
 import json

@@ -23,7 +23,8 @@ class DINO(MmdetDINO):
     on mmcv's attention up to float rounding.
 
     Args:
-        encoder (dict): Encoder config (mmdet's keys); ``type`` defaults to ``mmddetr.DeformableDetrTransformerEncoder``.
+        encoder (dict): Encoder config (mmdet's keys); ``type`` defaults to
+            ``mmddetr.DeformableDetrTransformerEncoder``.
         decoder (dict): Decoder config (mmdet's keys); ``type`` defaults to ``mmddetr.DinoTransformerDecoder``.
         *args, **kwargs: mmdet's ``DINO`` (``dn_cfg``, ``with_box_refine`` and ``as_two_stage`` both True, ...).
     """

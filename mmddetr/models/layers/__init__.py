@@ -9,7 +9,7 @@ from .utils import key_pixels, pixel_centres, refine_boxes
 
 __all__ = [
     'MultiScaleDeformableAttention', 'DeformableDetrTransformerEncoder', 'DeformableDetrTransformerEncoderLayer',
-    'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer', 'DinoTransformerDecoder', 'FastDropout',
-    'FastFFN', 'FastMultiheadAttention', 'OutputOnlyMultiheadAttention', 'GradAwareReLU', 'key_pixels',
+    'DeformableDetrTransformerDecoder', 'DeformableDetrTransformerDecoderLayer', 'DinoTransformerDecoder',
+    'FastDropout', 'FastFFN', 'FastMultiheadAttention', 'OutputOnlyMultiheadAttention', 'GradAwareReLU', 'key_pixels',
     'pixel_centres', 'refine_boxes'
 ]
