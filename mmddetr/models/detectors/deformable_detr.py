@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mmddetr.models.layers.builder import build_from_cfg_or_default
 from mmddetr.registry import MODELS
-from .utils import channels_last_on_cpu_inference
+from .utils import channels_last_on_cpu_inference, check_positional_encoding
 
 # Two-stage parameters live in ``proposal_head``; checkpoints keep mmdet's names for them (detector level).
 _PROPOSAL_HEAD_PARAMS = ('memory_trans_fc.', 'memory_trans_norm.', 'pos_trans_fc.', 'pos_trans_norm.')
@@ -71,9 +71,7 @@ class DeformableDETR(DetectionTransformer):
         self.encoder = build_from_cfg_or_default(self.encoder, 'mmddetr.DeformableDetrTransformerEncoder')
         self.decoder = build_from_cfg_or_default(self.decoder, 'mmddetr.DeformableDetrTransformerDecoder')
         self.embed_dims = self.encoder.embed_dims
-        if self.positional_encoding.num_feats * 2 != self.embed_dims:
-            raise ValueError(f'positional_encoding.num_feats * 2 must equal the encoder embed_dims '
-                             f'({self.embed_dims}), got num_feats={self.positional_encoding.num_feats}')
+        check_positional_encoding(self.positional_encoding, self.embed_dims)
         self._check_num_levels()
         self.level_embed = nn.Parameter(torch.Tensor(self.num_feature_levels, self.embed_dims))
         if self.as_two_stage:

@@ -3,13 +3,12 @@ from typing import Tuple
 
 import torch
 from mmdet.models.detectors import DINO as MmdetDINO
-from mmdet.models.layers import SinePositionalEncoding
 from torch import Tensor, nn
 
 from mmddetr.models.layers.builder import build_from_cfg_or_default
 from mmddetr.models.mmdet_attention import mmdet_attention
 from mmddetr.registry import MODELS
-from .utils import channels_last_on_cpu_inference
+from .utils import channels_last_on_cpu_inference, check_positional_encoding
 
 
 @MODELS.register_module()
@@ -32,13 +31,11 @@ class DINO(MmdetDINO):
     def _init_layers(self) -> None:
         """mmdet's DINO layers (positional encoding, content query embedding, level embedding, the memory's
         projection for query selection), the encoder and decoder built from mmddetr."""
-        self.positional_encoding = SinePositionalEncoding(**self.positional_encoding)
+        self.positional_encoding = build_from_cfg_or_default(self.positional_encoding, 'SinePositionalEncoding')
         self.encoder = build_from_cfg_or_default(self.encoder, 'mmddetr.DeformableDetrTransformerEncoder')
         self.decoder = build_from_cfg_or_default(self.decoder, 'mmddetr.DinoTransformerDecoder')
         self.embed_dims = self.encoder.embed_dims
-        if self.positional_encoding.num_feats * 2 != self.embed_dims:
-            raise ValueError(f'positional_encoding.num_feats * 2 must equal the encoder embed_dims '
-                             f'({self.embed_dims}), got num_feats={self.positional_encoding.num_feats}')
+        check_positional_encoding(self.positional_encoding, self.embed_dims)
         self.query_embedding = nn.Embedding(self.num_queries, self.embed_dims)  # content queries only
         self.level_embed = nn.Parameter(torch.Tensor(self.num_feature_levels, self.embed_dims))
         self.memory_trans_fc = nn.Linear(self.embed_dims, self.embed_dims)
