@@ -1,5 +1,6 @@
 # Toy Deformable DETR: trains from scratch on 2 CPU cores in minutes on the procedural shapes data (data/toy/, made on
-# first use). ResNet-18 without pretrained weights, embed dims 128, 3 + 3 layers, 100 queries, 256 px images.
+# first use). ResNet-18 without pretrained weights, embed dims 128, 3 + 3 layers, 100 queries, 256 px images, no
+# dropout (a run of a few thousand images is far from overfitting; dropout 0.1 slowed learning: docs/benchmarks.md).
 _base_ = '../deformable_detr_r50.py'
 
 embed_dims = 128
@@ -10,13 +11,13 @@ model = dict(
     neck=dict(in_channels=[128, 256, 512], out_channels=embed_dims),
     encoder=dict(
         num_layers=3,
-        layer_cfg=dict(self_attn_cfg=dict(embed_dims=embed_dims),
-                       ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512))),
+        layer_cfg=dict(self_attn_cfg=dict(embed_dims=embed_dims, dropout=0.0),
+                       ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512, ffn_drop=0.0))),
     decoder=dict(
         num_layers=3,
-        layer_cfg=dict(self_attn_cfg=dict(embed_dims=embed_dims),
-                       cross_attn_cfg=dict(embed_dims=embed_dims),
-                       ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512))),
+        layer_cfg=dict(self_attn_cfg=dict(embed_dims=embed_dims, attn_drop=0.0, dropout_layer=None),
+                       cross_attn_cfg=dict(embed_dims=embed_dims, dropout=0.0),
+                       ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512, ffn_drop=0.0))),
     positional_encoding=dict(num_feats=embed_dims // 2),
     bbox_head=dict(num_classes=5, embed_dims=embed_dims))
 
