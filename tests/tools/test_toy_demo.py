@@ -1,5 +1,7 @@
 """The main job at small scale: image budget, time cap, evaluation, AP table, curves, prediction images, summary."""
+import glob
 import importlib.util
+import json
 import os
 
 from conftest import TOY
@@ -59,12 +61,31 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 train_cfg = dict(val_interval=2)
+default_hooks = dict(logger=dict(interval=1))
 """)
     work = tmp_path / 'demo'
     proc = run_tool('toy_demo.py', '--config', str(config), '--images', '7', '--work-dir', str(work))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'after 4 iterations, 8 images' in proc.stdout  # ceil(7 / 2) iterations of batch 2
     assert [line.split()[0] for line in (work / 'learning_curve.txt').read_text().splitlines()[1:3]] == ['4', '8']
+    with open(glob.glob(str(work / '*' / 'vis_data' / 'scalars.json'))[0]) as f:
+        lrs = [record['lr'] for record in map(json.loads, f) if 'lr' in record]
+    # the config's drop after 1,000 of 1,200 iterations, moved to 3 of 4: the 4th iteration at a tenth of the 3rd,
+    # times the warm-up's growth (about 1.13)
+    assert len(lrs) == 4 and lrs[1] < lrs[2]
+    assert 0.1 < lrs[3] / lrs[2] < 0.12
+
+
+def test_stretch_lr_drops_keeps_their_fraction_of_the_run():
+    stretch_lr_drops = _toy_demo().stretch_lr_drops
+    warmup = dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50)
+    schedulers = [dict(warmup), dict(type='MultiStepLR', milestones=[1000, 1100], gamma=0.1, by_epoch=False, end=1200)]
+    stretch_lr_drops(schedulers, 1200, 2400)
+    assert schedulers == [warmup, dict(type='MultiStepLR', milestones=[2000, 2200], gamma=0.1, by_epoch=False,
+                                       end=2400)]
+    single = dict(type='MultiStepLR', milestones=[3], by_epoch=False, end=4)
+    stretch_lr_drops(single, 4, 8)  # a config's single scheduler (not a list)
+    assert single['milestones'] == [6] and single['end'] == 8
 
 
 def test_learning_curve_judges_the_targets_by_images_seen(tmp_path):
