@@ -85,7 +85,7 @@ def test_detector_on_our_attention(config, float64_through, det_batch, assert_sa
 
 def test_mmddetr_dino_is_mmdet_dino(det_batch, assert_same_detections):
     """configs/dino (mmddetr's DINO: our encoder, decoder layers, attention, FFN and self-attention, channels-last
-    inference) against mmdet's DINO from mmdet's config on mmcv's attention: mmdet's state dict loads strictly;
+    images on CPU) against mmdet's DINO from mmdet's config on mmcv's attention: mmdet's state dict loads strictly;
     outputs, losses (denoising queries included) and float64 gradients agree."""
     from mmddetr.models import DINO, DinoTransformerDecoder
     from mmddetr.models.layers import (DeformableDetrTransformerDecoderLayer, DeformableDetrTransformerEncoder,

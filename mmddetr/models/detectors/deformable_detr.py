@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mmddetr.models.layers.builder import build_from_cfg_or_default
 from mmddetr.registry import MODELS
-from .utils import channels_last_on_cpu_inference, check_positional_encoding
+from .utils import channels_last_on_cpu, check_positional_encoding
 
 # Two-stage parameters live in ``proposal_head``; checkpoints keep mmdet's names for them (detector level).
 _PROPOSAL_HEAD_PARAMS = ('memory_trans_fc.', 'memory_trans_norm.', 'pos_trans_fc.', 'pos_trans_norm.')
@@ -107,9 +107,8 @@ class DeformableDETR(DetectionTransformer):
         nn.init.normal_(self.level_embed)
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
-        """Backbone and neck features, each (bs, C_l, H_l, W_l); channels-last on CPU inference
-        (:func:`channels_last_on_cpu_inference`)."""
-        return super().extract_feat(channels_last_on_cpu_inference(batch_inputs))
+        """Backbone and neck features, each (bs, C_l, H_l, W_l); channels-last on CPU (:func:`channels_last_on_cpu`)."""
+        return super().extract_feat(channels_last_on_cpu(batch_inputs))
 
     def forward_transformer(self, img_feats: Tuple[Tensor], batch_data_samples: OptSampleList = None) -> Dict:
         """mmdet's four steps on a batch whose padding is read from the data samples (:meth:`batch_padding`).

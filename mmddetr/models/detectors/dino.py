@@ -8,14 +8,14 @@ from torch import Tensor, nn
 from mmddetr.models.layers.builder import build_from_cfg_or_default
 from mmddetr.models.mmdet_attention import mmdet_attention
 from mmddetr.registry import MODELS
-from .utils import channels_last_on_cpu_inference, check_positional_encoding
+from .utils import channels_last_on_cpu, check_positional_encoding
 
 
 @MODELS.register_module()
 class DINO(MmdetDINO):
     """mmdet 3.3.0's ``DINO`` (contrastive denoising queries, mixed query selection, look forward twice) with
     mmddetr's encoder (:class:`DeformableDetrTransformerEncoder`), decoder layers (:class:`DinoTransformerDecoder`),
-    attention and FFN, and channels-last images on CPU inference (:func:`channels_last_on_cpu_inference`).
+    attention and FFN, and channels-last images on CPU (:func:`channels_last_on_cpu`).
 
     Everything else is mmdet's: the config keys, the denoising queries, query selection, ``DINOHead`` and its
     losses. Parameter names are mmdet's, so mmdet's DINO checkpoints load strictly, and the outputs are mmdet's DINO's
@@ -48,5 +48,5 @@ class DINO(MmdetDINO):
             super().init_weights()
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
-        """Backbone and neck features, each (bs, C_l, H_l, W_l); channels-last on CPU inference."""
-        return super().extract_feat(channels_last_on_cpu_inference(batch_inputs))
+        """Backbone and neck features, each (bs, C_l, H_l, W_l); channels-last on CPU."""
+        return super().extract_feat(channels_last_on_cpu(batch_inputs))

@@ -3,13 +3,14 @@ import torch
 from torch import Tensor, nn
 
 
-def channels_last_on_cpu_inference(batch_inputs: Tensor) -> Tensor:
-    """The images channels-last on CPU without autograd (inference, validation), else as they are.
+def channels_last_on_cpu(batch_inputs: Tensor) -> Tensor:
+    """The images channels-last on CPU, else as they are.
 
-    Channels-last is oneDNN's native layout for convolutions: the same values, about 1.4x faster through a ResNet-50
-    on CPU. With autograd its backward is slower, so training keeps the default layout.
+    Channels-last is oneDNN's native layout for convolutions: the same values, no layout reorders around every
+    convolution and a vectorised max-pool. With torch 2.13 it pays in training as well as at inference: a ResNet-50
+    forward about 1.4x faster, the R50 training step at 512x672 4.18 vs 4.57 s (docs/benchmarks.md).
     """
-    if batch_inputs.device.type == 'cpu' and not torch.is_grad_enabled():
+    if batch_inputs.device.type == 'cpu':
         return batch_inputs.contiguous(memory_format=torch.channels_last)
     return batch_inputs
 

@@ -140,21 +140,30 @@ def test_extreme_aspect_ratios_and_mixed_sizes_train_and_predict(sizes, build_de
         assert (bboxes[:, 1::2] >= 0).all() and (bboxes[:, 1::2] <= h).all()
 
 
-def test_cpu_inference_runs_the_backbone_channels_last_with_the_same_features(build_detector, det_batch):
-    """Without autograd the image goes channels-last (oneDNN's layout; the speed-up of CPU inference); with autograd
-    it stays as given. The features agree to float rounding."""
+def test_cpu_runs_the_backbone_channels_last_with_the_same_features_and_gradients(build_detector, det_batch):
+    """On CPU the image goes channels-last (oneDNN's layout), in training and at inference; the features agree with
+    the default layout's to float32 rounding, the backbone's gradients in float64 to float64 rounding."""
     model = build_detector('configs/toy/deformable_detr_r18_toy.py')
-    model.eval()
     inputs, _ = det_batch(sizes=((96, 128), (64, 128)))
     layouts = []
     model.backbone.register_forward_pre_hook(
         lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
     with torch.no_grad():
-        fast = model.extract_feat(inputs)
-    default = model.extract_feat(inputs)
-    assert layouts == [True, False]
-    for f, d in zip(fast, default):
-        torch.testing.assert_close(f, d, atol=1e-5, rtol=1e-5)
+        model.extract_feat(inputs)
+    fast = model.extract_feat(inputs)
+    default = super(type(model), model).extract_feat(inputs)  # mmdet's, the image as given
+    assert layouts == [True, True, False]
+    for f, d in zip(fast, default):  # training-mode batch norm: batch statistics summed in another order
+        torch.testing.assert_close(f, d, atol=1e-4, rtol=1e-4)
+    model.double()
+    grads = []
+    for extract_feat in (model.extract_feat, super(type(model), model).extract_feat):
+        model.zero_grad()
+        feats = extract_feat(inputs.double())
+        sum((f * torch.randn(f.shape, generator=torch.Generator().manual_seed(0))).sum() for f in feats).backward()
+        grads.append([p.grad.clone() for p in model.backbone.parameters()])
+    for fast_grad, default_grad in zip(*grads):
+        torch.testing.assert_close(fast_grad, default_grad, atol=1e-9, rtol=1e-7)
 
 
 def test_level_masks_take_the_pixels_of_torchs_nearest_interpolation():
