@@ -126,6 +126,14 @@ def draw_predictions(runner: Runner, out_dir: str, num_images: int = 4, score_th
                 return
 
 
+def evaluate_checkpoint(runner: Runner, checkpoint: str) -> dict:
+    """COCO metrics on the test set of the checkpoint's weights, which stay in ``runner.model``: the averaged weights
+    where a config has an ``EMAHook``. Loaded before ``runner.test()``, whose ``before_run`` rebuilds the hook's average
+    from the model's weights of that moment."""
+    runner.load_checkpoint(checkpoint)
+    return runner.test()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--images', type=int, default=4800, help='training images to see (iterations = images / '
@@ -148,13 +156,12 @@ def main(argv=None) -> None:
     runner.train()
     budget = next(hook for hook in runner.hooks if isinstance(hook, TimeBudgetHook))
     curve = learning_curve(budget.history, batch_size, osp.join(work_dir, 'learning_curve.txt'))
-    metrics = runner.test()
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    metrics = evaluate_checkpoint(runner, checkpoint)
     classes = runner.test_dataloader.dataset.metainfo['classes']
     table = write_ap_table(metrics, classes, osp.join(work_dir, 'ap_table.txt'))
     plot_curves(osp.join(runner.log_dir, 'vis_data', 'scalars.json'), osp.join(work_dir, 'curves.png'))
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
-    runner.load_checkpoint(checkpoint)  # the weights tested and saved (the averaged ones, where a config has EMA)
     draw_predictions(runner, osp.join(work_dir, 'predictions'))
     print(f'\nval mAP during training ({osp.join(work_dir, "learning_curve.txt")}):\n{curve}')
     print(f'COCO bbox AP on the toy val set after {runner.iter} iterations, {runner.iter * batch_size:,} images, '

@@ -4,7 +4,8 @@ import importlib.util
 import json
 import os
 
-from conftest import TOY
+import torch
+from conftest import TOY, load_checkpoint
 
 
 def _toy_demo():
@@ -14,19 +15,25 @@ def _toy_demo():
     return module
 
 
-def test_toy_demo_writes_everything_within_its_budget(run_tool, toy_root, tmp_path):
+def _tiny_config(tmp_path, toy_root, overrides):
+    """The main job's config on the tiny toy data, batch 2, no data workers, with ``overrides`` (config lines)."""
     config = tmp_path / 'tiny_toy.py'
     config.write_text(f"""_base_ = '{os.path.abspath(TOY)}'
 data_root = '{toy_root}'
-model = dict(encoder=dict(num_layers=1), decoder=dict(num_layers=2))
 train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
 val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
-train_cfg = dict(val_interval=3)
-default_hooks = dict(checkpoint=dict(interval=3), logger=dict(interval=1))
+{overrides}
 """)
+    return config
+
+
+def test_toy_demo_writes_everything_within_its_budget(run_tool, toy_root, tmp_path):
+    config = _tiny_config(tmp_path, toy_root, """model = dict(encoder=dict(num_layers=1), decoder=dict(num_layers=2))
+train_cfg = dict(val_interval=3)
+default_hooks = dict(checkpoint=dict(interval=3), logger=dict(interval=1))""")
     work = tmp_path / 'demo'
     proc = run_tool('toy_demo.py', '--config', str(config), '--minutes', '0.05', '--work-dir', str(work))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -51,18 +58,9 @@ default_hooks = dict(checkpoint=dict(interval=3), logger=dict(interval=1))
 
 
 def test_toy_demo_trains_its_images_without_a_time_cap(run_tool, toy_root, tmp_path):
-    config = tmp_path / 'tiny_toy.py'
-    config.write_text(f"""_base_ = '{os.path.abspath(TOY)}'
-data_root = '{toy_root}'
-model = dict(encoder=dict(num_layers=1), decoder=dict(num_layers=1))
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
-val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
+    config = _tiny_config(tmp_path, toy_root, """model = dict(encoder=dict(num_layers=1), decoder=dict(num_layers=1))
 train_cfg = dict(val_interval=2)
-default_hooks = dict(logger=dict(interval=1))
-""")
+default_hooks = dict(logger=dict(interval=1))""")
     work = tmp_path / 'demo'
     proc = run_tool('toy_demo.py', '--config', str(config), '--images', '7', '--work-dir', str(work))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -74,6 +72,35 @@ default_hooks = dict(logger=dict(interval=1))
     # times the warm-up's growth (about 1.13)
     assert len(lrs) == 4 and lrs[1] < lrs[2]
     assert 0.1 < lrs[3] / lrs[2] < 0.12
+
+
+def test_the_demo_evaluates_and_draws_the_weights_its_checkpoint_holds(toy_root, tmp_path):
+    """With an EMAHook the checkpoint holds the averaged weights, and the demo tests those (``runner.test()`` alone
+    would rebuild the average from the trained weights and test them)."""
+    from mmengine.hooks import Hook
+
+    from mmddetr.engine import build_runner, load_config
+    config = _tiny_config(tmp_path, toy_root, """model = dict(encoder=dict(num_layers=1), decoder=dict(num_layers=1))
+train_cfg = dict(max_iters=3, val_interval=3)
+default_hooks = dict(checkpoint=dict(interval=3))
+custom_hooks = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.5, gamma=1, update_buffers=True)]""")
+    runner = build_runner(load_config(str(config), work_dir=str(tmp_path / 'work')))
+    runner.train()
+    tested = {}
+
+    class RecordTestedWeights(Hook):
+        def before_test_iter(self, runner, batch_idx, data_batch=None):
+            tested.update({k: v.clone() for k, v in runner.model.state_dict().items()})
+
+    runner.register_hook(RecordTestedWeights(), priority='LOWEST')
+    checkpoint = str(tmp_path / 'work' / 'iter_3.pth')
+    _toy_demo().evaluate_checkpoint(runner, checkpoint)
+    saved = load_checkpoint(checkpoint)
+    averaged, trained = saved['state_dict'], {k[len('module.'):]: v for k, v in saved['ema_state_dict'].items()}
+    assert any(not torch.equal(averaged[k], trained[k]) for k in averaged)  # the average is not the trained weights
+    for key, value in averaged.items():
+        assert torch.equal(tested[key], value), key
+        assert torch.equal(runner.model.state_dict()[key], value), key  # drawn after the test
 
 
 def test_stretch_lr_drops_keeps_their_fraction_of_the_run():
