@@ -17,7 +17,7 @@ peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula f
 
 Rows: inference at 800x1333 (batch 1; and batch 4 on CUDA) and one training step (forward, loss, backward) at
 512x672 on CPU, 800x1333 on CUDA (batch 2, as the configs' per-GPU batch); and the toy training step (the README's
-main: configs/toy/deformable_detr_r18_toy_refine_twostage.py at its training batch, 256x256) with each one's
+main: configs/toy/deformable_detr_r18_toy_refine_twostage.py at its training batch and image size) with each one's
 classes, the step the toy learning target compares; for DINO, configs/toy/dino_r18_toy.py as mmdet's DINO (mmcv's
 attention) and as ours.
 
@@ -114,6 +114,14 @@ def build(impl, device, toy=False, model_name='deformable-detr'):
         ours.load_state_dict(model.state_dict(), strict=True)
         model = ours
     return model.to(device)
+
+
+def toy_train_size(cfg) -> tuple:
+    """(height, width) of a toy config's training images: its train pipeline's Resize scale (mmdet's (width, height);
+    the toy images are square)."""
+    resize = next(step for step in cfg.train_dataloader.dataset.pipeline if step['type'] == 'Resize')
+    width, height = resize['scale']
+    return height, width
 
 
 def make_batch(batch, h, w, device, num_classes=80):
@@ -330,7 +338,8 @@ def main():
     toy_config = DETECTORS[args.model][2]
     if toy_config is not None:  # at the toy config's own training batch, the step its learning curve counts
         from mmengine.config import Config
-        rows += [('toy train step', Config.fromfile(toy_config).train_dataloader.batch_size, (256, 256))]
+        toy_cfg = Config.fromfile(toy_config)
+        rows += [('toy train step', toy_cfg.train_dataloader.batch_size, toy_train_size(toy_cfg))]
     rows = [row for row in rows if row[0] in args.passes]
     report = []
     if rows:

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 TOY = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
 
@@ -14,6 +15,15 @@ def load_checkpoint(path):
     from mmddetr.engine import mmengine_checkpoint_globals
     with mmengine_checkpoint_globals():
         return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def assert_same_weights(a, b):
+    """Checkpoints ``a`` and ``b`` hold equal weights: those saved, and those an EMAHook swapped out, if any."""
+    for part in ('state_dict', 'ema_state_dict'):
+        assert (part in a) == (part in b), part
+        for key, value in a.get(part, {}).items():
+            assert torch.equal(b[part][key], value), f'{part}: {key}'
+    assert a['state_dict'].keys() == b['state_dict'].keys()
 
 
 def check_ok(proc):

@@ -7,7 +7,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'tools'))
-from benchmark_model import build, make_batch  # noqa: E402
+from benchmark_model import build, make_batch, toy_train_size  # noqa: E402
 
 
 def test_toy_row_builds_mmdet_and_ours_alike(no_dropout):
@@ -46,3 +46,10 @@ def test_dino_rows_are_mmdets_dino_and_ours():
     with torch.no_grad():
         for t, o in zip(theirs.predict(inputs, samples), ours.predict(inputs, samples)):
             torch.testing.assert_close(o.pred_instances.scores, t.pred_instances.scores, atol=1e-4, rtol=1e-4)
+
+
+def test_toy_row_times_the_image_size_the_toy_config_trains_at():
+    from mmengine.config import Config
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(pipeline=[
+        dict(type='LoadImageFromFile'), dict(type='Resize', scale=(320, 288), keep_ratio=True)]))))
+    assert toy_train_size(cfg) == (288, 320)  # mmdet's scale is (width, height)

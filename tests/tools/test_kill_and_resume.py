@@ -12,9 +12,7 @@ import sys
 import time
 import zipfile
 
-import torch
-
-from conftest import TOY, check_ok, load_checkpoint
+from conftest import TOY, assert_same_weights, check_ok, load_checkpoint
 
 # python -c PAUSED NAME READY tools/train.py ARGS...: train.py, whose write of checkpoint NAME stops half-way
 PAUSED = '''
@@ -84,8 +82,7 @@ def test_kill_9_while_writing_a_checkpoint_then_resume_ends_with_the_uninterrupt
     assert 'resumed epoch: 0, iter: 2' in proc.stdout + proc.stderr
     a, b = load_checkpoint(osp.join(full, 'iter_6.pth')), load_checkpoint(osp.join(killed, 'iter_6.pth'))
     assert a['meta']['iter'] == b['meta']['iter'] == 6
-    for key, value in a['state_dict'].items():
-        assert torch.equal(b['state_dict'][key], value), key
+    assert_same_weights(a, b)
     # the part file was replaced by the next save of iter_4.pth; the hook still keeps the newest two checkpoints
     # (max_keep_ckpts=2) and points last_checkpoint at the newest
     assert sorted(n for n in os.listdir(killed) if n.endswith(('.pth', '.part'))) == ['iter_4.pth', 'iter_6.pth']

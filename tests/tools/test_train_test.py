@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from conftest import TOY, check_ok, load_checkpoint
+from conftest import TOY, assert_same_weights, check_ok, load_checkpoint
 
 
 def test_missing_coco_stops_with_where_and_toy_config(run_tool, tmp_path):
@@ -30,8 +30,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(run_tool, toy_opti
     assert 'resumed' in proc.stdout + proc.stderr
     a, b = load_checkpoint(osp.join(full, 'iter_4.pth')), load_checkpoint(osp.join(split, 'iter_4.pth'))
     assert a['meta']['iter'] == b['meta']['iter'] == 4
-    for key, value in a['state_dict'].items():
-        assert torch.equal(b['state_dict'][key], value), key
+    assert_same_weights(a, b)
     # a new run into the same work dir is refused: the earlier checkpoints stay
     proc = run_tool('train.py', TOY, '--work-dir', split, '--cfg-options', *toy_options)
     assert proc.returncode == 1 and 'holds checkpoints of an earlier run' in proc.stderr
