@@ -37,5 +37,5 @@ custom_hooks = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.02, g
                      priority=49)]
 default_hooks = dict(checkpoint=dict(interval=300))
 # A fixed seed, so that a rerun on the same machine and thread count repeats the curve: seeds 0 and 1 of this config
-# differ by up to 0.05 mAP after 4,800 images (docs/benchmarks.md, "The main job").
+# gave 0.528 and 0.501 mAP after 4,800 images on one thread (docs/benchmarks.md, "The main job").
 randomness = dict(seed=0)
