@@ -159,6 +159,9 @@ def main(argv=None) -> None:
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
     metrics = evaluate_checkpoint(runner, checkpoint)
+    # the paths printed below start with the work dir as given, relative or absolute
+    checkpoint, logs = (osp.join(work_dir, osp.relpath(path, osp.abspath(work_dir)))
+                        for path in (checkpoint, runner.log_dir))
     classes = runner.test_dataloader.dataset.metainfo['classes']
     table = write_ap_table(metrics, classes, osp.join(work_dir, 'ap_table.txt'))
     plot_curves(osp.join(runner.log_dir, 'vis_data', 'scalars.json'), osp.join(work_dir, 'curves.png'))
@@ -169,7 +172,7 @@ def main(argv=None) -> None:
     print(f'wrote:\n  checkpoint    {checkpoint}\n  AP table      {osp.join(work_dir, "ap_table.txt")}\n'
           f'  learning      {osp.join(work_dir, "learning_curve.txt")}\n'
           f'  curves        {osp.join(work_dir, "curves.png")}\n'
-          f'  predictions   {osp.join(work_dir, "predictions")}/\n  logs          {runner.log_dir}')
+          f'  predictions   {osp.join(work_dir, "predictions")}/\n  logs          {logs}')
     print(f'next:\n  train longer       python tools/toy_demo.py --images {2 * args.images} --config {args.config}\n'
           f'  test a checkpoint  python tools/test.py {args.config} {checkpoint}\n'
           f'  infer on images    python tools/infer.py {args.config} {checkpoint} YOUR_IMAGES... '

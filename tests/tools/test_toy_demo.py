@@ -53,6 +53,9 @@ default_hooks = dict(checkpoint=dict(interval=3), logger=dict(interval=1))""")
     for name in ('checkpoint ', 'AP table ', 'curves ', 'predictions ', 'learning ', 'train longer ',
                  'test a checkpoint ', 'infer on images '):
         assert name in proc.stdout
+    wrote = proc.stdout.split('wrote:\n')[1].split('next:')[0].splitlines()
+    assert all(line.split()[-1].startswith(str(work)) for line in wrote)  # every path under the work dir as given
+    assert f'checkpoint    {work}/iter_{iters}.pth' in wrote[0]
     proc = run_tool('toy_demo.py', '--config', str(config), '--work-dir', str(work))
     assert proc.returncode != 0 and 'not empty' in proc.stderr  # nothing overwritten
 
