@@ -12,6 +12,16 @@ from setuptools import find_packages, setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 
+class BuildExtensionInBuildDir(BuildExtension):
+    """Compiles into ``build/temp`` whoever calls it: pip's editable install would use a fresh temporary directory,
+    so ``tools/install.sh``'s later ``setup.py build_ext --inplace`` found no objects and recompiled everything; with
+    one directory, ninja recompiles only the sources that changed."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.build_temp = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'build', 'temp')
+
+
 def extension():
     sources = sorted(glob.glob('ops/*.cpp') + glob.glob('ops/cpu/*.cpp'))
     # -fopenmp: at::parallel_for is inlined into our kernels and uses OpenMP only when they are compiled with it.
@@ -37,6 +47,6 @@ setup(
     # ONNX export (tools/export_onnx.py) and ONNX Runtime inference (tools/infer.py --backend onnxruntime)
     extras_require={'export': ['onnx>=1.16', 'onnxscript>=0.5', 'onnxruntime>=1.20']},
     ext_modules=[extension()],
-    cmdclass={'build_ext': BuildExtension},
+    cmdclass={'build_ext': BuildExtensionInBuildDir},
     zip_safe=False,
 )
