@@ -1,6 +1,7 @@
 # Deformable DETR, ResNet-50, 4 levels, 300 queries, 50 epochs on COCO (paper: 44.5 AP; mmdet 3.x: 44.3).
 _base_ = [
-    './_base_/datasets/coco_detection.py', './_base_/schedules/schedule_50e.py', './_base_/default_runtime.py'
+    './_base_/datasets/coco_detection.py', './_base_/schedules/schedule_50e.py', './_base_/default_runtime.py',
+    './_base_/fast_modules.py'  # the fast modules' types; without this line, the plain modules
 ]
 model = dict(
     type='DeformableDETR',
@@ -8,8 +9,7 @@ model = dict(
     num_feature_levels=4,
     with_box_refine=False,
     as_two_stage=False,
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
+    data_preprocessor=dict(  # DetDataPreprocessor's arguments
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
@@ -34,18 +34,18 @@ model = dict(
         num_outs=4),
     encoder=dict(  # DeformableDetrTransformerEncoder
         num_layers=6,
-        layer_cfg=dict(  # DeformableDetrTransformerEncoderLayer
-            self_attn_cfg=dict(type='MultiScaleDeformableAttention', embed_dims=256, num_levels=4, batch_first=True),
-            ffn_cfg=dict(embed_dims=256, feedforward_channels=1024, ffn_drop=0.1))),
+        layer_cfg=dict(  # the encoder layer's arguments; its type: _base_/fast_modules.py
+            self_attn_cfg=dict(embed_dims=256, num_levels=4, batch_first=True),  # MultiScaleDeformableAttention's
+            ffn_cfg=dict(embed_dims=256, feedforward_channels=1024, ffn_drop=0.1))),  # mmcv's FFN's
     decoder=dict(  # DeformableDetrTransformerDecoder
         num_layers=6,
         return_intermediate=True,
-        layer_cfg=dict(  # DeformableDetrTransformerDecoderLayer
-            self_attn_cfg=dict(type='FastMultiheadAttention', embed_dims=256, num_heads=8, attn_drop=0.1,
-                               dropout_layer=dict(type='Dropout', drop_prob=0.1), batch_first=True),
-            cross_attn_cfg=dict(type='MultiScaleDeformableAttention', embed_dims=256, num_levels=4,
-                                batch_first=True),
-            ffn_cfg=dict(embed_dims=256, feedforward_channels=1024, ffn_drop=0.1)),
+        layer_cfg=dict(  # the decoder layer's arguments; its type: _base_/fast_modules.py
+            self_attn_cfg=dict(  # mmcv's MultiheadAttention's
+                embed_dims=256, num_heads=8, attn_drop=0.1, dropout_layer=dict(type='Dropout', drop_prob=0.1),
+                batch_first=True),
+            cross_attn_cfg=dict(embed_dims=256, num_levels=4, batch_first=True),  # MultiScaleDeformableAttention's
+            ffn_cfg=dict(embed_dims=256, feedforward_channels=1024, ffn_drop=0.1)),  # mmcv's FFN's
         post_norm_cfg=None),
     positional_encoding=dict(num_feats=128, normalize=True, offset=-0.5),
     bbox_head=dict(

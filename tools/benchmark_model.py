@@ -89,14 +89,14 @@ def build(impl, device, toy=False, model_name='deformable-detr'):
     ours_path, mmdet_path, toy_path = DETECTORS[model_name]
     mmdet_path = os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs', mmdet_path)
     torch.manual_seed(0)
-    if toy and model_name != 'deformable-detr':
-        theirs_cfg = Config.fromfile(toy_path)  # built in mmdet's scope: mmdet's DINO
-    elif toy:
-        theirs_cfg = Config.fromfile(toy_path)
-        theirs_cfg.model.type = _register_mmdet_any_dims()
+    if toy:
+        theirs_cfg = Config.fromfile(toy_path)  # built in mmdet's scope: mmdet's detector (DINO: mmdet's DINO)
+        # mmdet's coders build fixed layer classes, and mmdet has not our data preprocessor (fast_modules.py's types)
+        theirs_cfg.model.data_preprocessor.type = 'DetDataPreprocessor'
         for layer_cfg in (theirs_cfg.model.encoder.layer_cfg, theirs_cfg.model.decoder.layer_cfg):
-            for key in ('self_attn_cfg', 'cross_attn_cfg'):
-                layer_cfg.get(key, {}).pop('type', None)  # mmdet's layers build fixed attention classes
+            layer_cfg.pop('type')
+        if model_name == 'deformable-detr':
+            theirs_cfg.model.type = _register_mmdet_any_dims()
     else:
         theirs_cfg = Config.fromfile(mmdet_path)
     theirs_cfg.model.backbone.init_cfg = None
@@ -223,6 +223,9 @@ def _serve(conn, impl, model_name, mode, batch, size, device, dtype_name, thread
     inputs, samples = make_batch(batch, *size, device, TOY_CLASSES if toy else 80)
     train = mode.endswith('train step')
     model.train(train)
+    # the model's data preprocessor, as a runner runs it before each step (ours: the images channels-last on CPU)
+    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), train)
+    inputs, samples = data['inputs'], data['data_samples']
     forward = torch.compile(model.loss if train else model.predict) if compile_model else (
         model.loss if train else model.predict)
 

@@ -1,7 +1,7 @@
 # DINO-4scale, ResNet-50, 12 epochs on COCO (arXiv 2203.03605): mmdet 3.3.0's recipe (its
-# dino-4scale_r50_8xb2-12e_coco.py, 49.0 AP in mmdet's model zoo) as mmddetr's DINO (mmdet's DINO with our encoder,
-# decoder layers, attention and FFN; mmdet's DINO checkpoints load strictly) and mmddetr's runtime. The data pipeline
-# (DETR augmentation) is Deformable DETR's, as in mmdet.
+# dino-4scale_r50_8xb2-12e_coco.py, 49.0 AP in mmdet's model zoo) as mmddetr's DINO (mmdet's DINO on our encoder,
+# decoder layers and attention, the fast modules of _base_/fast_modules.py; mmdet's DINO checkpoints load strictly) and
+# mmddetr's runtime. The data pipeline (DETR augmentation) is Deformable DETR's, as in mmdet.
 _base_ = '../deformable_detr_r50.py'
 
 # Deformable DETR R50's backbone, neck, data preprocessor and matching costs; DINO's own parts below.
@@ -12,9 +12,6 @@ model = dict(
     as_two_stage=True,
     encoder=dict(  # mmddetr.DeformableDetrTransformerEncoder
         layer_cfg=dict(
-            # inference in chunks of 2,048 queries: the FFN's 2,048-wide hidden layer is then 16 MB per chunk,
-            # below glibc's 32 MB ceiling for allocations it maps afresh (and page-faults in) on every call
-            inference_chunk=2048,
             self_attn_cfg=dict(_delete_=True, embed_dims=256, num_levels=4, dropout=0.0),
             ffn_cfg=dict(feedforward_channels=2048, ffn_drop=0.0))),
     decoder=dict(  # mmddetr.DinoTransformerDecoder: mmdet's, on our decoder layers

@@ -1,11 +1,16 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from mmcv.cnn.bricks.transformer import FFN
+from torch.utils._python_dispatch import TorchDispatchMode
 
-import mmddetr.ops  # noqa: F401
-from mmddetr.models.layers import FastDropout
-from mmddetr.ops import dropout
+from mmddetr.models.fast import FastDropout
+from mmddetr.ops import dropout, extension_status
+
+
+@pytest.fixture(autouse=True)
+def compiled_cpu_kernel():
+    """Every test here is about the compiled kernel: without it dropout() runs torch's own."""
+    assert torch._C._dispatch_has_kernel_for_dispatch_key('mmddetr::dropout', 'CPU'), extension_status()
 
 
 @pytest.mark.parametrize('p', [0.1, 0.5, 0.9])
@@ -25,7 +30,7 @@ def test_keeps_each_element_with_probability_1_minus_p_and_scales_kept_ones(p):
 
 
 def test_mask_is_reproducible_from_the_seed_and_independent_of_threads():
-    x = torch.randn(300_000)
+    x = torch.randn(300_000, generator=torch.Generator().manual_seed(0))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -41,7 +46,7 @@ def test_mask_is_reproducible_from_the_seed_and_independent_of_threads():
 
 
 def test_backward_goes_through_the_same_mask():
-    x = torch.randn(7, 33, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(7, 33, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: torch.ops.mmddetr.dropout(t, 0.4, 12345), (x, ))
     torch.manual_seed(1)
     y = dropout(x, 0.4)
@@ -52,7 +57,7 @@ def test_backward_goes_through_the_same_mask():
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_dtypes_and_non_contiguous_inputs(dtype):
-    x = torch.randn(64, 48).to(dtype).t()  # non-contiguous
+    x = torch.randn(64, 48, generator=torch.Generator().manual_seed(0)).to(dtype).t()  # non-contiguous
     y = torch.ops.mmddetr.dropout(x, 0.25, 7)
     assert y.dtype == dtype and y.shape == x.shape
     kept = y != 0
@@ -77,7 +82,37 @@ def test_edge_probabilities_nan_and_errors():
 
 
 def test_fast_dropout_module():
+    torch.manual_seed(0)  # x and the training-mode mask
     x = torch.randn(4, 16)
     drop = FastDropout(0.5)
     assert torch.equal(drop.eval()(x), x)
     assert not torch.equal(drop.train()(x), F.dropout(x, 0.0))
+
+
+class _Calls(TorchDispatchMode):
+    """Records the names of the ops that run."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_kernel_on_cpu_torchs_dropout_elsewhere_and_in_compiled_code():
+    for device, ours in (('cpu', True), ('meta', False)):
+        x = torch.ones(8, 8, device=device)
+        with _Calls() as calls:
+            dropout(x, 0.5)
+        assert ('mmddetr.dropout.default' in calls.names) == ours, (device, calls.names)
+    graphs = []
+
+    def backend(graph_module, example_inputs):
+        graphs.append(str(graph_module.graph))
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    torch.compile(lambda t: dropout(t, 0.5), fullgraph=True, backend=backend)(torch.ones(8, 8))
+    assert len(graphs) == 1 and 'torch.nn.functional.dropout' in graphs[0] and 'mmddetr' not in graphs[0], graphs

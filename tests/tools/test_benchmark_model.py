@@ -34,13 +34,13 @@ def test_dino_rows_are_mmdets_dino_and_ours():
     from mmcv.ops import MultiScaleDeformableAttention as MmcvAttention
     from mmdet.models.detectors import DINO as MmdetDINO
 
-    from mmddetr.models import DINO, MultiScaleDeformableAttention
+    from mmddetr.models import DINO, FastMultiScaleDeformableAttention, MultiScaleDeformableAttention
     theirs, ours = (build(impl, 'cpu', toy=True, model_name='dino') for impl in ('mmdet', 'ours'))
     assert type(theirs) is MmdetDINO and type(ours) is DINO
     assert {type(m) for m in theirs.modules() if isinstance(m, (MmcvAttention, MultiScaleDeformableAttention))} == {
         MmcvAttention}
     assert {type(m) for m in ours.modules() if isinstance(m, (MmcvAttention, MultiScaleDeformableAttention))} == {
-        MultiScaleDeformableAttention}
+        FastMultiScaleDeformableAttention}  # the toy config's fast modules
     inputs, samples = make_batch(2, 96, 128, 'cpu', num_classes=5)
     theirs.eval(), ours.eval()
     with torch.no_grad():

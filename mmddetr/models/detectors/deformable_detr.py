@@ -8,9 +8,10 @@ from mmdet.structures import OptSampleList
 from mmengine.model import BaseModule, xavier_init
 from torch import Tensor, nn
 
+from mmddetr.models.layers import DeformableDetrTransformerDecoder, DeformableDetrTransformerEncoder
 from mmddetr.models.layers.builder import build_from_cfg_or_default
 from mmddetr.registry import MODELS
-from .utils import channels_last_on_cpu, check_positional_encoding
+from .utils import check_positional_encoding, data_preprocessor_cfg
 
 # Two-stage parameters live in ``proposal_head``; checkpoints keep mmdet's names for them (detector level).
 _PROPOSAL_HEAD_PARAMS = ('memory_trans_fc.', 'memory_trans_norm.', 'pos_trans_fc.', 'pos_trans_norm.')
@@ -37,8 +38,8 @@ class DeformableDETR(DetectionTransformer):
         num_feature_levels (int): Feature levels from the neck (1 for single-scale, 4 in the paper); the
             attention configs' ``num_levels`` must match. Default: 4.
         proposal_head (dict, optional): Two-stage query selection; ``type`` defaults to ``TwoStageProposalHead``.
-        *args, **kwargs: ``DetectionTransformer``'s (backbone, neck, num_queries, train_cfg, test_cfg,
-            data_preprocessor, init_cfg).
+        data_preprocessor (dict, optional): ``type`` defaults to mmdet's ``DetDataPreprocessor``.
+        *args, **kwargs: ``DetectionTransformer``'s (backbone, neck, num_queries, train_cfg, test_cfg, init_cfg).
     """
 
     def __init__(self,
@@ -49,6 +50,7 @@ class DeformableDETR(DetectionTransformer):
                  as_two_stage: bool = False,
                  num_feature_levels: int = 4,
                  proposal_head: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
                  **kwargs) -> None:
         self.with_box_refine = with_box_refine
         self.as_two_stage = as_two_stage
@@ -61,15 +63,16 @@ class DeformableDETR(DetectionTransformer):
                                  'remove it from the config')
         bbox_head.update(share_pred_layer=not with_box_refine, as_two_stage=as_two_stage,
                          num_pred_layer=decoder['num_layers'] + int(as_two_stage))
-        super().__init__(*args, decoder=decoder, bbox_head=bbox_head, **kwargs)
+        super().__init__(*args, decoder=decoder, bbox_head=bbox_head,
+                         data_preprocessor=data_preprocessor_cfg(data_preprocessor), **kwargs)
         self.register_state_dict_post_hook(_proposal_head_keys_to_mmdet)
         self.register_load_state_dict_pre_hook(_proposal_head_keys_from_mmdet)
 
     def _init_layers(self) -> None:
         """Positional encoding, encoder, decoder, level embedding and the query source (embedding or proposals)."""
         self.positional_encoding = build_from_cfg_or_default(self.positional_encoding, 'SinePositionalEncoding')
-        self.encoder = build_from_cfg_or_default(self.encoder, 'mmddetr.DeformableDetrTransformerEncoder')
-        self.decoder = build_from_cfg_or_default(self.decoder, 'mmddetr.DeformableDetrTransformerDecoder')
+        self.encoder = build_from_cfg_or_default(self.encoder, DeformableDetrTransformerEncoder)
+        self.decoder = build_from_cfg_or_default(self.decoder, DeformableDetrTransformerDecoder)
         self.embed_dims = self.encoder.embed_dims
         check_positional_encoding(self.positional_encoding, self.embed_dims)
         self._check_num_levels()
@@ -105,10 +108,6 @@ class DeformableDETR(DetectionTransformer):
         if not self.as_two_stage:
             xavier_init(self.reference_points_fc, distribution='uniform', bias=0.)
         nn.init.normal_(self.level_embed)
-
-    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
-        """Backbone and neck features, each (bs, C_l, H_l, W_l); channels-last on CPU (:func:`channels_last_on_cpu`)."""
-        return super().extract_feat(channels_last_on_cpu(batch_inputs))
 
     def forward_transformer(self, img_feats: Tuple[Tensor], batch_data_samples: OptSampleList = None) -> Dict:
         """mmdet's four steps on a batch whose padding is read from the data samples (:meth:`batch_padding`).

@@ -1,18 +1,16 @@
 """What our detectors share outside the transformer."""
-import torch
-from torch import Tensor, nn
+from typing import Optional
+
+from mmdet.models.data_preprocessors import DetDataPreprocessor
+from torch import nn
+
+from mmddetr.models.layers.builder import cfg_with_default_type
 
 
-def channels_last_on_cpu(batch_inputs: Tensor) -> Tensor:
-    """The images channels-last on CPU, else as they are.
-
-    Channels-last is oneDNN's native layout for convolutions: the same values, no layout reorders around every
-    convolution and a vectorised max-pool. With torch 2.13 it pays in training as well as at inference: a ResNet-50
-    forward about 1.4x faster, the R50 training step at 512x672 4.18 vs 4.57 s (docs/benchmarks.md).
-    """
-    if batch_inputs.device.type == 'cpu':
-        return batch_inputs.contiguous(memory_format=torch.channels_last)
-    return batch_inputs
+def data_preprocessor_cfg(cfg: Optional[dict]) -> Optional[dict]:
+    """The data preprocessor config with ``type`` defaulting to mmdet's ``DetDataPreprocessor`` (None stays None:
+    mmengine's plain ``BaseDataPreprocessor``), so that a config's fast switch can name another type."""
+    return None if cfg is None else cfg_with_default_type(cfg, DetDataPreprocessor)
 
 
 def check_positional_encoding(positional_encoding: nn.Module, embed_dims: int) -> None:

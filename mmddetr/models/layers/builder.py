@@ -1,20 +1,26 @@
 """Building the sub-layers of transformer layers from config dicts."""
 import copy
-from typing import Optional
+from typing import Optional, Union
 
 from torch import nn
 
 from mmddetr.registry import MODELS
 
 
-def build_from_cfg_or_default(cfg: Optional[dict], default_type: str, **defaults) -> nn.Module:
-    """Build ``cfg`` through ``MODELS``, with ``type`` and the ``defaults`` filled in where the config omits them.
-
-    mmdet's layer configs carry no ``type`` (its layers hard-code their attention and FFN classes); ours fill the
-    same classes in, so mmdet's configs work unchanged and a ``type`` swaps the layer.
-    """
+def cfg_with_default_type(cfg: Optional[dict], default_type: Union[str, type], **defaults) -> dict:
+    """A copy of ``cfg`` with ``type`` and the ``defaults`` filled in where it omits them."""
     cfg = copy.deepcopy(dict(cfg or {}))
     cfg.setdefault('type', default_type)
     for key, value in defaults.items():
         cfg.setdefault(key, value)
-    return MODELS.build(cfg)
+    return cfg
+
+
+def build_from_cfg_or_default(cfg: Optional[dict], default_type: Union[str, type], **defaults) -> nn.Module:
+    """Build ``cfg`` through ``MODELS``, with ``type`` (a registered name or a class) and the ``defaults`` filled in
+    where the config omits them.
+
+    mmdet's layer configs carry no ``type`` (its layers hard-code their attention and FFN classes); ours fill the
+    same classes in, so mmdet's configs work unchanged and a ``type`` swaps the layer.
+    """
+    return MODELS.build(cfg_with_default_type(cfg, default_type, **defaults))

@@ -3,11 +3,13 @@ from typing import Optional, Tuple
 
 import torch
 from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks.transformer import FFN, MultiheadAttention
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
 
 from mmddetr.registry import MODELS
 from .builder import build_from_cfg_or_default
+from .multi_scale_deform_attn import MultiScaleDeformableAttention
 from .utils import refine_boxes
 
 
@@ -15,15 +17,22 @@ from .utils import refine_boxes
 class DeformableDetrTransformerDecoderLayer(BaseModule):
     """Self-attention (q = k = t + pos) → LN → deformable cross-attention on the memory → LN → FFN → LN.
 
+    The sub-layers a config gives no ``type`` are :attr:`self_attn_type`, :attr:`cross_attn_type` and
+    :attr:`ffn_type`; :class:`mmddetr.models.fast.FastDeformableDetrTransformerDecoderLayer` is this layer with faster
+    ones.
+
     Args:
-        self_attn_cfg (dict): Self-attention config; ``type`` defaults to ``mmddetr.FastMultiheadAttention`` (mmcv's
-            ``MultiheadAttention`` on torch's fused attention), ``batch_first`` to True.
-        cross_attn_cfg (dict): Cross-attention config; ``type`` defaults to ``mmddetr.MultiScaleDeformableAttention``,
-            ``batch_first`` to True.
-        ffn_cfg (dict): FFN config (mmcv's ``FFN`` arguments); ``type`` defaults to ``mmddetr.FastFFN``.
+        self_attn_cfg (dict): Self-attention config (mmcv's ``MultiheadAttention`` arguments); ``type`` defaults to
+            :attr:`self_attn_type`, ``batch_first`` to True.
+        cross_attn_cfg (dict): Cross-attention config; ``type`` defaults to :attr:`cross_attn_type`, ``batch_first``
+            to True.
+        ffn_cfg (dict): FFN config (mmcv's ``FFN`` arguments); ``type`` defaults to :attr:`ffn_type`.
         norm_cfg (dict): Normalisation after each sub-layer. Default: ``dict(type='LN')``.
         init_cfg (dict, optional): Initialisation config.
     """
+    self_attn_type = MultiheadAttention
+    cross_attn_type = MultiScaleDeformableAttention
+    ffn_type = FFN
 
     def __init__(self,
                  self_attn_cfg: Optional[dict] = None,
@@ -32,11 +41,11 @@ class DeformableDetrTransformerDecoderLayer(BaseModule):
                  norm_cfg: dict = dict(type='LN'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.self_attn = build_from_cfg_or_default(self_attn_cfg, 'mmddetr.FastMultiheadAttention', batch_first=True)
+        self.self_attn = build_from_cfg_or_default(self_attn_cfg, self.self_attn_type, batch_first=True)
         self.embed_dims = self.self_attn.embed_dims
-        self.cross_attn = build_from_cfg_or_default(
-            cross_attn_cfg, 'mmddetr.MultiScaleDeformableAttention', batch_first=True, embed_dims=self.embed_dims)
-        self.ffn = build_from_cfg_or_default(ffn_cfg, 'mmddetr.FastFFN', embed_dims=self.embed_dims)
+        self.cross_attn = build_from_cfg_or_default(cross_attn_cfg, self.cross_attn_type, batch_first=True,
+                                                    embed_dims=self.embed_dims)
+        self.ffn = build_from_cfg_or_default(ffn_cfg, self.ffn_type, embed_dims=self.embed_dims)
         self.norms = ModuleList([build_norm_layer(norm_cfg, self.embed_dims)[1] for _ in range(3)])
 
     def forward(self,
@@ -60,12 +69,12 @@ class DeformableDetrTransformerDecoderLayer(BaseModule):
             Tensor: (bs, num_queries, C).
         """
         query = self.self_attn(query=query, key=query, value=query, query_pos=query_pos, key_pos=query_pos,
-                               attn_mask=self_attn_mask)
+                               attn_mask=self_attn_mask)  # t + SelfAttn(q = k = t + pos, v = t)
         query = self.norms[0](query)
         query = self.cross_attn(query=query, value=value, query_pos=query_pos, key_padding_mask=key_padding_mask,
-                                **kwargs)
+                                **kwargs)  # t + MSDA(q = t + pos, v = memory)
         query = self.norms[1](query)
-        query = self.ffn(query)
+        query = self.ffn(query)  # t + FFN(t)
         return self.norms[2](query)
 
 
@@ -95,7 +104,7 @@ class DeformableDetrTransformerDecoder(BaseModule):
         self.num_layers = num_layers
         self.return_intermediate = return_intermediate
         self.layers = ModuleList([
-            build_from_cfg_or_default(layer_cfg, 'mmddetr.DeformableDetrTransformerDecoderLayer')
+            build_from_cfg_or_default(layer_cfg, DeformableDetrTransformerDecoderLayer)
             for _ in range(num_layers)
         ])
         self.embed_dims = self.layers[0].embed_dims

@@ -1,13 +1,14 @@
 """Deformable transformer encoder of Deformable DETR (arXiv 2010.04159, section 4.1)."""
 from typing import Optional
 
-import torch
 from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor
 
 from mmddetr.registry import MODELS
 from .builder import build_from_cfg_or_default
+from .multi_scale_deform_attn import MultiScaleDeformableAttention
 from .utils import pixel_centres
 
 
@@ -15,40 +16,31 @@ from .utils import pixel_centres
 class DeformableDetrTransformerEncoderLayer(BaseModule):
     """``x = LN(x + Attn(q=x + pos, v=x))``, then ``x = LN(x + FFN(x))``.
 
+    The sub-layers a config gives no ``type`` are :attr:`self_attn_type` and :attr:`ffn_type` (the attention adds its
+    residual, as mmcv's does); :class:`mmddetr.models.fast.FastDeformableDetrTransformerEncoderLayer` is this layer
+    with faster ones.
+
     Args:
-        self_attn_cfg (dict): Self-attention config; ``type`` defaults to ``mmddetr.MultiScaleDeformableAttention``,
-            ``batch_first`` to True. Another module can be swapped in if it has that class's ``project_value`` and
-            ``attend`` (the layer projects the values once, then attends query by query).
-        ffn_cfg (dict): FFN config (mmcv's ``FFN`` arguments); ``type`` defaults to ``mmddetr.FastFFN``.
+        self_attn_cfg (dict): Self-attention config; ``type`` defaults to :attr:`self_attn_type`, ``batch_first`` to
+            True. Any attention with mmcv's ``MultiScaleDeformableAttention`` interface can be swapped in.
+        ffn_cfg (dict): FFN config (mmcv's ``FFN`` arguments); ``type`` defaults to :attr:`ffn_type`.
         norm_cfg (dict): Normalisation after each sub-layer. Default: ``dict(type='LN')``.
-        inference_chunk (int): Without autograd, the layer runs in chunks of this many queries after the value
-            projection, everything after it being per query: each chunk's intermediates stay in cache instead of a
-            fresh full-size tensor per step. Same values. With autograd, and under torch.compile / torch.export
-            (where the number of queries is a symbolic size that a Python loop would fix), one chunk of all queries.
-            Default: 4096.
         init_cfg (dict, optional): Initialisation config.
     """
+    self_attn_type = MultiScaleDeformableAttention
+    ffn_type = FFN
 
     def __init__(self,
                  self_attn_cfg: Optional[dict] = None,
                  ffn_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='LN'),
-                 inference_chunk: int = 4096,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if inference_chunk < 1:
-            raise ValueError(f'inference_chunk must be at least 1, but got {inference_chunk}')
-        self.inference_chunk = inference_chunk
-        self.self_attn = build_from_cfg_or_default(
-            self_attn_cfg, 'mmddetr.MultiScaleDeformableAttention', batch_first=True)
-        if not (hasattr(self.self_attn, 'project_value') and hasattr(self.self_attn, 'attend')):
-            raise TypeError(f'self_attn_cfg: the encoder layer needs an attention with project_value and attend, as '
-                            f'mmddetr.MultiScaleDeformableAttention has, got {type(self.self_attn).__qualname__} '
-                            f'(mmdet\'s DeformableDetrTransformerEncoderLayer runs mmcv\'s attention)')
+        self.self_attn = build_from_cfg_or_default(self_attn_cfg, self.self_attn_type, batch_first=True)
         if not self.self_attn.batch_first:
             raise ValueError('self_attn_cfg.batch_first must be True: the encoder layer is batch first')
         self.embed_dims = self.self_attn.embed_dims
-        self.ffn = build_from_cfg_or_default(ffn_cfg, 'mmddetr.FastFFN', embed_dims=self.embed_dims)
+        self.ffn = build_from_cfg_or_default(ffn_cfg, self.ffn_type, embed_dims=self.embed_dims)
         self.norms = ModuleList([build_norm_layer(norm_cfg, self.embed_dims)[1] for _ in range(2)])
 
     def forward(self, query: Tensor, query_pos: Tensor, key_padding_mask: Optional[Tensor], reference_points: Tensor,
@@ -66,18 +58,12 @@ class DeformableDetrTransformerEncoderLayer(BaseModule):
         Returns:
             Tensor: (bs, num_keys, C).
         """
-        value = self.self_attn.project_value(query, key_padding_mask)  # (bs, num_keys, num_heads, head_dims)
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            chunks = [slice(None)]
-        else:
-            chunks = [slice(start, start + self.inference_chunk)
-                      for start in range(0, query.shape[1], self.inference_chunk)]
-        outputs = []
-        for rows in chunks:
-            x = self.self_attn.attend(query[:, rows] + query_pos[:, rows], value, query[:, rows],
-                                      reference_points[:, rows], spatial_shapes, level_start_index)
-            outputs.append(self.norms[1](self.ffn(self.norms[0](x))))  # (bs, chunk, C)
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
+        query = self.self_attn(query=query, value=query, query_pos=query_pos, key_padding_mask=key_padding_mask,
+                               reference_points=reference_points, spatial_shapes=spatial_shapes,
+                               level_start_index=level_start_index)  # x + MSDA(q = x + pos, v = x)
+        query = self.norms[0](query)
+        query = self.ffn(query)  # x + FFN(x)
+        return self.norms[1](query)
 
 
 @MODELS.register_module()
@@ -96,7 +82,7 @@ class DeformableDetrTransformerEncoder(BaseModule):
             raise ValueError(f'num_layers must be at least 1, but got {num_layers}')
         self.num_layers = num_layers
         self.layers = ModuleList([
-            build_from_cfg_or_default(layer_cfg, 'mmddetr.DeformableDetrTransformerEncoderLayer')
+            build_from_cfg_or_default(layer_cfg, DeformableDetrTransformerEncoderLayer)
             for _ in range(num_layers)
         ])
         self.embed_dims = self.layers[0].embed_dims

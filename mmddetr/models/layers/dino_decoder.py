@@ -6,13 +6,14 @@ from torch import nn
 
 from mmddetr.registry import MODELS
 from .builder import build_from_cfg_or_default
+from .deformable_detr_decoder import DeformableDetrTransformerDecoderLayer
 
 
 @MODELS.register_module()
 class DinoTransformerDecoder(MmdetDinoTransformerDecoder):
     """mmdet 3.3.0's ``DinoTransformerDecoder`` (query positions from the sine-encoded reference boxes, "look forward
     twice", a final norm on every layer's output) with :class:`DeformableDetrTransformerDecoderLayer` as its layers:
-    the same arguments, parameter names and maths as mmdet's layers, with mmddetr's attention and FFN.
+    the same arguments, parameter names and maths as mmdet's layers, with mmddetr's attention.
 
     Args:
         num_layers (int): Number of layers (6 in DINO).
@@ -29,7 +30,7 @@ class DinoTransformerDecoder(MmdetDinoTransformerDecoder):
             raise ValueError(f'post_norm_cfg must be None: DINO\'s decoder normalises with its own norm, '
                              f'got {self.post_norm_cfg}')
         self.layers = ModuleList([
-            build_from_cfg_or_default(self.layer_cfg, 'mmddetr.DeformableDetrTransformerDecoderLayer')
+            build_from_cfg_or_default(self.layer_cfg, DeformableDetrTransformerDecoderLayer)
             for _ in range(self.num_layers)
         ])
         self.embed_dims = self.layers[0].embed_dims

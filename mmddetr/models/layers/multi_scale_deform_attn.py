@@ -9,7 +9,6 @@ from torch import Tensor, nn
 
 from mmddetr.ops import multi_scale_deformable_attn
 from mmddetr.registry import MODELS
-from .fast_dropout import FastDropout
 
 
 @MODELS.register_module()
@@ -26,7 +25,7 @@ class MultiScaleDeformableAttention(BaseModule):
         num_levels (int): Feature levels L. Default: 4.
         num_points (int): Sampling points K per head and level. Default: 4.
         im2col_step (int): Kept for mmcv compatibility; our op needs no batch chunking. Default: 64.
-        dropout (float): Dropout on the output before the residual (:class:`FastDropout`). Default: 0.1.
+        dropout (float): Dropout on the output before the residual (``nn.Dropout``). Default: 0.1.
         batch_first (bool): Inputs are (bs, n, C) rather than (n, bs, C). Default: False.
         norm_cfg (dict, optional): Unused, as in mmcv. Default: None.
         init_cfg (dict, optional): Initialisation config. Default: None.
@@ -58,7 +57,7 @@ class MultiScaleDeformableAttention(BaseModule):
         self.im2col_step = im2col_step
         self.batch_first = batch_first
         self.norm_cfg = norm_cfg
-        self.dropout = FastDropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.sampling_offsets = nn.Linear(embed_dims, num_heads * num_levels * num_points * 2)
         self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(embed_dims, value_proj_size)
@@ -127,8 +126,8 @@ class MultiScaleDeformableAttention(BaseModule):
         return output if self.batch_first else output.permute(1, 0, 2)
 
     def project_value(self, value: Tensor, key_padding_mask: Optional[Tensor] = None) -> Tensor:
-        """The values every query samples from: (bs, num_value, C) → (bs, num_value, num_heads, head_dims), zero at
-        padded positions (``key_padding_mask`` (bs, num_value), True there)."""
+        """The value side of :meth:`forward`, which every query samples from: (bs, num_value, C) → (bs, num_value,
+        num_heads, head_dims), zero at padded positions (``key_padding_mask`` (bs, num_value), True there)."""
         bs, num_value, _ = value.shape
         value = self.value_proj(value)
         if key_padding_mask is not None:
@@ -137,7 +136,8 @@ class MultiScaleDeformableAttention(BaseModule):
 
     def attend(self, query: Tensor, value: Tensor, identity: Tensor, reference_points: Tensor, spatial_shapes: Tensor,
                level_start_index: Tensor) -> Tensor:
-        """The per-query part of :meth:`forward`, batch first: any subset of the queries gives those rows.
+        """The query side of :meth:`forward`, batch first: any subset of the queries gives those rows (the fast
+        encoder layer, :class:`mmddetr.models.fast.FastDeformableDetrTransformerEncoderLayer`, attends chunk by chunk).
 
         Args:
             query (Tensor): (bs, num_query, C), positional encoding included.
@@ -179,8 +179,8 @@ class MultiScaleDeformableAttention(BaseModule):
         reference_points = reference_points.to(dtype)[:, :, None, :, None, :]
         if reference_points.shape[-1] == 2:
             # eq. 3: p_l = ref + offset / (W_l, H_l), offsets in pixels of their level. The reference and (W_l, H_l)
-            # repeated over the points first, so that the op broadcasts over heads alone, in runs of
-            # num_levels * num_points * 2 (in runs of 2, one per point, it is 3-4x slower on the encoder's shape).
+            # repeated over the points first, so that the add broadcasts over heads alone, in long contiguous runs
+            # (docs/benchmarks.md).
             offset_normalizer = spatial_shapes.flip(-1).to(dtype)[:, None, :].expand(
                 self.num_levels, self.num_points, 2)  # (num_levels, num_points, 2)
             reference_points = reference_points.expand(bs, num_query, 1, self.num_levels, self.num_points, 2)

@@ -1,5 +1,5 @@
-"""Encoder reference points, decoder refinement, and swapping sub-layers through config."""
-import pytest
+"""Encoder reference points, decoder refinement, the plain layers against mmdet's, and swapping sub-layers through
+config."""
 import torch
 from torch import nn
 
@@ -39,27 +39,6 @@ def test_encoder_runs_any_embed_dims():
     assert out.shape == x.shape and encoder.embed_dims == 48
 
 
-def test_encoder_inference_in_chunks_equals_the_whole_pass():
-    """Eval without autograd runs each layer chunk by chunk of queries (7 here, the last one short); padding too."""
-    torch.manual_seed(0)
-    cfg = _layer_cfg()
-    cfg['inference_chunk'] = 7
-    encoder = DeformableDetrTransformerEncoder(num_layers=2, layer_cfg=cfg).eval()
-    for p in encoder.parameters():  # offsets and attention logits start at zero; make every path count
-        nn.init.normal_(p, std=0.3)
-    x = torch.randn(2, 30, 32)
-    pos, mask = torch.randn_like(x), torch.zeros(2, 30, dtype=torch.bool)
-    mask[1, 20:] = True
-    valid_ratios = torch.tensor([[[1.0, 1.0]] * 2, [[0.5, 1.0]] * 2])
-    whole = encoder(x, pos, mask, SHAPES, START, valid_ratios)  # autograd on: one pass
-    calls = []
-    encoder.layers[0].ffn.register_forward_hook(lambda _, args, out: calls.append(args[0].shape[1]))
-    with torch.no_grad():
-        chunked = encoder(x, pos, mask, SHAPES, START, valid_ratios)
-    assert calls == [7, 7, 7, 7, 2]
-    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
-
-
 def _decoder_inputs(refine_dims=2):
     gen = torch.Generator().manual_seed(0)
     return dict(query=torch.randn(2, 5, 32, generator=gen), query_pos=torch.randn(2, 5, 32, generator=gen),
@@ -90,7 +69,62 @@ def test_without_refinement_references_stay():
     assert torch.equal(refs[1], inputs['reference_points'])
 
 
+def test_plain_layers_build_mmcvs_ffn_and_self_attention_and_torchs_dropout():
+    """Without a type in the config: our attention with torch's dropout, mmcv's FFN and MultiheadAttention (their
+    dropouts torch's and mmcv's)."""
+    from mmcv.cnn.bricks.drop import Dropout as MmcvDropout
+    from mmcv.cnn.bricks.transformer import FFN, MultiheadAttention
+
+    from mmddetr.models import MultiScaleDeformableAttention
+    encoder = DeformableDetrTransformerEncoder(num_layers=1, layer_cfg=_layer_cfg())
+    decoder = DeformableDetrTransformerDecoder(num_layers=1, layer_cfg=_layer_cfg(decoder=True))
+    layers = (encoder.layers[0], decoder.layers[0])
+    assert [type(layer.self_attn) for layer in layers] == [MultiScaleDeformableAttention, MultiheadAttention]
+    assert type(decoder.layers[0].cross_attn) is MultiScaleDeformableAttention
+    assert [type(layer.ffn) for layer in layers] == [FFN, FFN]
+    dropouts = {type(m) for layer in layers for m in layer.modules() if isinstance(m, nn.Dropout)}
+    assert dropouts == {nn.Dropout, MmcvDropout}  # mmcv's MultiheadAttention's dropout_layer
+
+
+def _same_weights(ours, theirs, seed=0):
+    """``theirs`` with ``ours``'s weights, every one drawn at random (offsets and attention logits start at zero)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    return ours.eval(), theirs.eval()
+
+
+def test_plain_layers_equal_mmdets():
+    """Our plain encoder and decoder layers against mmdet 3.3.0's (mmcv's attention) with the same weights."""
+    from mmdet.models.layers.transformer.deformable_detr_layers import (
+        DeformableDetrTransformerDecoderLayer as MmdetDecoderLayer,
+        DeformableDetrTransformerEncoderLayer as MmdetEncoderLayer)
+
+    from mmddetr.models import DeformableDetrTransformerDecoderLayer, DeformableDetrTransformerEncoderLayer
+    cfg = _layer_cfg()
+    for key in ('self_attn_cfg', 'cross_attn_cfg'):
+        cfg.get(key, {})['batch_first'] = True  # mmdet's layers take it from the config
+    ours, theirs = _same_weights(DeformableDetrTransformerEncoderLayer(**cfg), MmdetEncoderLayer(**cfg))
+    x = torch.randn(2, 30, 32)
+    inputs = dict(query=x, query_pos=torch.randn_like(x), key_padding_mask=torch.zeros(2, 30, dtype=torch.bool),
+                  reference_points=torch.rand(2, 30, 2, 2), spatial_shapes=SHAPES, level_start_index=START)
+    inputs['key_padding_mask'][1, 20:] = True
+    torch.testing.assert_close(ours(**inputs), theirs(**inputs), atol=1e-5, rtol=1e-5)
+
+    cfg = _layer_cfg(decoder=True)
+    for key in ('self_attn_cfg', 'cross_attn_cfg'):
+        cfg.get(key, {})['batch_first'] = True  # mmdet's layers take it from the config
+    ours, theirs = _same_weights(DeformableDetrTransformerDecoderLayer(**cfg), MmdetDecoderLayer(**cfg))
+    inputs = _decoder_inputs(refine_dims=4)
+    inputs['reference_points'] = inputs['reference_points'][:, :, None].expand(2, 5, 2, 4)
+    del inputs['valid_ratios']
+    torch.testing.assert_close(ours(**inputs), theirs(**inputs), atol=1e-5, rtol=1e-5)
+
+
 def test_attention_and_ffn_are_swappable_through_config():
+    """A subclass of our attention, mmcv's attention (the same values) and another FFN, each named by ``type``."""
     from mmcv.cnn.bricks.transformer import FFN
     from mmcv.ops import MultiScaleDeformableAttention as MmcvMSDA
 
@@ -106,8 +140,37 @@ def test_attention_and_ffn_are_swappable_through_config():
     assert type(encoder.layers[0].self_attn) is SubclassedAttention and type(encoder.layers[0].ffn) is FFN
     assert isinstance(encoder.layers[0].ffn.layers[0][1], nn.GELU)
     x = torch.randn(2, 30, 32)
-    assert encoder(x, torch.zeros_like(x), None, SHAPES, START, torch.ones(2, 2, 2)).shape == x.shape
+    inputs = (x, torch.randn_like(x), None, SHAPES, START, torch.ones(2, 2, 2))
+    cfg['self_attn_cfg']['type'] = MmcvMSDA
+    ours, mmcvs = _same_weights(encoder, DeformableDetrTransformerEncoder(num_layers=1, layer_cfg=cfg))
+    assert type(mmcvs.layers[0].self_attn) is MmcvMSDA
+    torch.testing.assert_close(ours(*inputs), mmcvs(*inputs), atol=1e-5, rtol=1e-5)
 
-    cfg['self_attn_cfg']['type'] = MmcvMSDA  # no project_value / attend: said at construction
-    with pytest.raises(TypeError, match='self_attn_cfg: .* project_value and attend.* got MultiScaleDeformable'):
-        DeformableDetrTransformerEncoder(num_layers=1, layer_cfg=cfg)
+
+def test_decoder_attentions_and_ffn_are_swappable_through_config():
+    """The decoder layer builds its self-attention, cross-attention and FFN from ``type``: here subclasses of mmcv's
+    MultiheadAttention and of our attention, and mmcv's FFN with GELU, each of which the forward pass runs."""
+    from mmcv.cnn.bricks.transformer import FFN, MultiheadAttention
+
+    from mmddetr.models import MultiScaleDeformableAttention
+
+    class SubclassedSelfAttention(MultiheadAttention):
+        pass
+
+    class SubclassedAttention(MultiScaleDeformableAttention):
+        pass
+
+    cfg = _layer_cfg(decoder=True)
+    cfg['self_attn_cfg']['type'] = SubclassedSelfAttention
+    cfg['cross_attn_cfg']['type'] = SubclassedAttention
+    cfg['ffn_cfg'] = dict(type='FFN', embed_dims=32, feedforward_channels=16, act_cfg=dict(type='GELU'))
+    decoder = DeformableDetrTransformerDecoder(num_layers=2, layer_cfg=cfg)
+    calls = []
+    for layer in decoder.layers:
+        assert type(layer.self_attn) is SubclassedSelfAttention and type(layer.cross_attn) is SubclassedAttention
+        assert type(layer.ffn) is FFN and isinstance(layer.ffn.layers[0][1], nn.GELU)
+        for sub in (layer.self_attn, layer.cross_attn, layer.ffn):
+            sub.register_forward_hook(lambda module, args, out: calls.append(type(module)))
+    hidden, _ = decoder(**_decoder_inputs())
+    assert hidden.shape == (2, 2, 5, 32)
+    assert calls == [SubclassedSelfAttention, SubclassedAttention, FFN] * 2

@@ -2,7 +2,7 @@ import pytest
 import torch
 from mmcv.cnn.bricks.transformer import FFN
 
-from mmddetr.models.layers import FastDropout, FastFFN, GradAwareReLU
+from mmddetr.models.fast import FastDropout, FastFFN, GradAwareReLU
 
 
 @pytest.mark.parametrize('kwargs', [
@@ -11,11 +11,15 @@ from mmddetr.models.layers import FastDropout, FastFFN, GradAwareReLU
     dict(layer_scale_init_value=0.5),
 ])
 def test_fast_ffn_is_mmcv_ffn(kwargs):
-    """Same parameter names, dropout probabilities and maths as mmcv's FFN (eval: no dropout drawn)."""
+    """Same parameter names, initialisation from a seed, dropout probabilities and maths as mmcv's FFN (eval: no
+    dropout drawn)."""
     torch.manual_seed(0)
     ours = FastFFN(embed_dims=16, feedforward_channels=32, **kwargs)
+    torch.manual_seed(0)
     theirs = FFN(embed_dims=16, feedforward_channels=32, **kwargs)
-    theirs.load_state_dict(ours.state_dict(), strict=True)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for key, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
     drops = sorted(m.p for m in ours.modules() if isinstance(m, torch.nn.Dropout))
     assert drops == sorted(m.p for m in theirs.modules() if isinstance(m, torch.nn.Dropout))
     assert all(type(m) is FastDropout for m in ours.layers.modules() if isinstance(m, torch.nn.Dropout))
@@ -32,7 +36,9 @@ def test_fast_ffn_is_mmcv_ffn(kwargs):
 
 def test_fast_ffn_relu_and_errors():
     assert [type(m) for m in FastFFN(8, 16).modules() if isinstance(m, torch.nn.ReLU)] == [GradAwareReLU]
-    with pytest.raises(ValueError, match='num_fcs must be at least 2, got 1'):
+    assert [m.inplace for m in FastFFN(8, 16, act_cfg=dict(type='ReLU')).modules() if isinstance(m, GradAwareReLU)] \
+        == [False]
+    with pytest.raises(AssertionError, match='num_fcs should be no less than 2. got 1'):  # mmcv's check
         FastFFN(8, 16, num_fcs=1)
 
 
