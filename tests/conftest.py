@@ -1,5 +1,10 @@
+import os
+import sys
+
 import pytest
 import torch
+
+pytest_plugins = ['pytester']  # tests/test_process_state.py runs an inner session
 
 
 def pytest_configure(config):
@@ -11,10 +16,45 @@ def mmdet_keeps_mmcv_attention():
     """A test that loads a config importing ``mmddetr.mmdet_ops`` switches mmdet to our attention for the process;
     mmdet's own models in later tests (the parity references) must keep mmcv's."""
     yield
-    import sys
     switch = sys.modules.get('mmddetr.models.mmdet_attention')
     if switch is not None and switch.mmdet_uses_mmddetr_attention():
         switch.use_mmddetr_attention_in_mmdet(False)
+
+
+@pytest.fixture(autouse=True)
+def restore_process_state():
+    """What a test changes process-wide is put back after it, so that the suite passes in any order: mmengine's
+    global managers (a Runner leaves the default registry scope at ``mmddetr``, under which unprefixed names in mmdet's
+    own configs build our classes, and its logger, message hub and visualizer current), ``os.environ``, ``sys.path``,
+    torch's number of threads and its CPU random state. Every test starts from ``torch.manual_seed(0)``, so its
+    unseeded draws do not depend on the tests run before it. The file handlers of loggers created in the test are
+    closed."""
+    from mmengine.logging import MMLogger
+    from mmengine.utils import ManagerMixin
+
+    def managers(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from managers(sub)
+
+    instances = {cls: cls._instance_dict.copy() for cls in managers(ManagerMixin)}
+    environ, path, threads = dict(os.environ), list(sys.path), torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+    for name, logger in MMLogger._instance_dict.items():
+        if name not in instances[MMLogger]:
+            for handler in logger.handlers:
+                handler.close()
+    for cls, saved in instances.items():
+        cls._instance_dict = saved
+    for key in (set(environ) | set(os.environ)) - {'PYTEST_CURRENT_TEST'}:  # pytest's own, set at every phase
+        if key not in environ:
+            del os.environ[key]
+        elif os.environ.get(key) != environ[key]:
+            os.environ[key] = environ[key]
+    sys.path[:] = path
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -60,22 +100,35 @@ def logged_warnings():
     logger.removeHandler(handler)
 
 
+def same_detection_pairs(ours, theirs, score_atol=1e-4, box_atol=1e-4, box_rtol=0.0):
+    """(len(ours), len(theirs)) bool, True where detection i of ``ours`` and j of ``theirs`` (``scores``, ``labels``,
+    ``bboxes``) are the same: same label, scores within ``score_atol``, boxes within ``box_atol + box_rtol * |box|``."""
+    box_tolerance = box_atol + box_rtol * theirs.bboxes.abs()[None]
+    return (((ours.scores[:, None] - theirs.scores[None]).abs() <= score_atol)
+            & (ours.labels[:, None] == theirs.labels[None])
+            & ((ours.bboxes[:, None] - theirs.bboxes[None]).abs() <= box_tolerance).all(-1))
+
+
+@pytest.fixture(scope='session')
+def detection_pairs():
+    """``pairs(ours, theirs, score_atol, box_atol, box_rtol)``: the one rule by which two detections are the same
+    (:func:`same_detection_pairs`); ``pairs(...).diagonal().all()`` says two lists agree rank by rank."""
+    return same_detection_pairs
+
+
 @pytest.fixture(scope='session')
 def assert_same_detections():
     """``check(ours, theirs, score_atol, box_atol, box_rtol)`` on two images' predictions (``pred_instances``).
 
-    The sorted scores must agree rank by rank, and every detection of each must have one in the other with the same
-    label, its score within ``score_atol`` and its box within ``box_atol + box_rtol * |box|``. Detections whose scores
-    tie within rounding may come out of the top-k in either order on another CPU; this comparison does not depend on it.
+    The sorted scores must agree rank by rank, and every detection of each must have one in the other that is the
+    same by :func:`same_detection_pairs`. Detections whose scores tie within rounding may come out of the top-k in
+    either order on another CPU; this comparison does not depend on it.
     """
 
     def check(ours, theirs, score_atol=1e-4, box_atol=1e-4, box_rtol=0.0):
         assert len(ours) == len(theirs)
         torch.testing.assert_close(ours.scores, theirs.scores, atol=score_atol, rtol=0)
-        box_tolerance = box_atol + box_rtol * theirs.bboxes.abs()[None]
-        close = (((ours.scores[:, None] - theirs.scores[None]).abs() <= score_atol)
-                 & (ours.labels[:, None] == theirs.labels[None])
-                 & ((ours.bboxes[:, None] - theirs.bboxes[None]).abs() <= box_tolerance).all(-1))
+        close = same_detection_pairs(ours, theirs, score_atol, box_atol, box_rtol)
         unmatched = int((~close.any(1)).sum()) + int((~close.any(0)).sum())
         assert unmatched == 0, f'{unmatched} detections have no counterpart of the same label, score and box'
 
@@ -96,6 +149,79 @@ def no_dropout():
         return model
 
     return off
+
+
+@pytest.fixture(scope='session')
+def perturb():
+    """``perturb(model, seed=0)`` → ``model`` with random weights away from the zero-initialised ones (sampling
+    offsets, box layers), so that no path hides behind a zero."""
+
+    def apply(model, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * (0.2 if 'sampling_offsets' in name else 0.02))
+        return model
+
+    return apply
+
+
+@pytest.fixture(scope='session')
+def padded_batch():
+    """``make(sizes, seed=0)`` → normalised random images of the (h, w) ``sizes`` padded to one size, (bs, 3, H, W),
+    and their valid sizes (bs, 2) int64: the exported model's inputs."""
+
+    def make(sizes, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        pad_h, pad_w = max(h for h, _ in sizes), max(w for _, w in sizes)
+        images = torch.zeros(len(sizes), 3, pad_h, pad_w)
+        for i, (h, w) in enumerate(sizes):
+            images[i, :, :h, :w] = torch.randn(3, h, w, generator=gen)
+        return images, torch.tensor(sizes)
+
+    return make
+
+
+@pytest.fixture(scope='session')
+def spawn_ranks():
+    """``spawn(fn, args, nprocs=2, limit_s=300)``: ``torch.multiprocessing.spawn`` that fails the test when the ranks
+    have not finished after ``limit_s`` (killing them) instead of stalling the suite on a hang."""
+    import time
+
+    def spawn(fn, args, nprocs=2, limit_s=300):
+        processes = torch.multiprocessing.spawn(fn, args=args, nprocs=nprocs, join=False)
+        deadline = time.monotonic() + limit_s
+        while not processes.join(timeout=5):
+            if time.monotonic() > deadline:
+                for process in processes.processes:
+                    process.kill()
+                pytest.fail(f'the {nprocs} ranks did not finish in {limit_s} s')
+
+    return spawn
+
+
+@pytest.fixture(scope='session')
+def packages_of():
+    """``of(model)`` → ``{'modules': ..., 'assigners': ..., 'match_costs': ...}``, the top-level packages (mmdet,
+    mmddetr, mmcv, ...) of the classes ``model`` is made of, for parity tests to assert which implementation each side
+    is. Assigners and match costs (the objects an assigner holds, alone or in lists) come from config names that the
+    registry scope in force resolves."""
+
+    def package(obj):
+        return type(obj).__module__.split('.')[0]
+
+    def of(model):
+        found = dict(modules=set(), assigners=set(), match_costs=set())
+        for module in model.modules():
+            found['modules'].add(package(module))
+            assigner = getattr(module, 'assigner', None)
+            if assigner is not None:
+                found['assigners'].add(package(assigner))
+                held = [v for value in vars(assigner).values() for v in (value if isinstance(value, list) else [value])]
+                found['match_costs'].update(package(cost) for cost in held if package(cost) != 'builtins')
+        return found
+
+    return of
 
 
 @pytest.fixture

@@ -12,7 +12,11 @@ CUDA events (median of 30 after warm-up), the memory floor (each input read once
 device-to-device copy bandwidth measured in the same run), their ratio, the reference's times (mmcv's CUDA kernel where
 mmcv has CUDA ops, else the PyTorch grid_sample path) and the targets' verdicts.
 
+``--levels`` replaces the encoder's levels (e.g. ``8x12,4x6`` for a seconds-long smoke run); the targets are for the
+default levels, so other levels get no verdicts.
+
     python tools/benchmark_op.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads 2] [--repeat 5]
+                                 [--levels HxW,...] [--json FILE]
 """
 import argparse
 import concurrent.futures
@@ -61,7 +65,6 @@ def make_inputs(shape, device, dtype, levels=LEVELS):
 
 
 def run_op(impl, inputs):
-    import torch
     if impl == 'ours':
         from mmddetr.ops import multi_scale_deformable_attn
         return multi_scale_deformable_attn(*inputs)
@@ -100,12 +103,12 @@ def peak_memory_bytes(step, device):
     return _peak_rss_bytes() - base
 
 
-def measure(impl, shape, mode, device, dtype_name, threads, repeat):
+def measure(impl, shape, mode, device, dtype_name, threads, repeat, levels=LEVELS):
     """Median time and peak memory of one (implementation, shape, mode), in this (fresh) process."""
     import torch
     torch.set_num_threads(threads)
     dtype = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[dtype_name]
-    inputs = make_inputs(shape, device, dtype)
+    inputs = make_inputs(shape, device, dtype, levels)
     backward = mode == 'forward+backward'
 
     def step(inputs=inputs):
@@ -183,8 +186,9 @@ def _reference_passes(inputs, grad_out):
         lambda: torch.autograd.grad(out, leaves, grad_out, retain_graph=True))
 
 
-def cuda_kernel_table(repeat):
-    """Kernel times against the memory floor and the targets, for both shapes, batch 1 and 8, every dtype."""
+def cuda_kernel_table(repeat, levels=LEVELS):
+    """Kernel times against the memory floor and the targets (at the default levels), for both shapes, batch 1 and 8,
+    every dtype."""
     import torch
     bandwidth = _copy_bandwidth()
     print(f'\nCUDA kernels: op call times (CUDA events, median of {repeat}); '
@@ -197,7 +201,7 @@ def cuda_kernel_table(repeat):
     for shape in ('encoder', 'decoder'):
         for batch in (1, 8):
             for dtype_name, dtype in (('fp32', torch.float32), ('bf16', torch.bfloat16), ('fp16', torch.float16)):
-                one = make_inputs(shape, 'cuda', torch.float32)
+                one = make_inputs(shape, 'cuda', torch.float32, levels)
                 value = torch.randn(batch, *one[0].shape[1:], device='cuda').to(dtype)
                 shapes, starts = one[1], one[2]
                 locations = one[3].repeat(batch, 1, 1, 1, 1, 1) + 0.01 * torch.randn(
@@ -217,7 +221,7 @@ def cuda_kernel_table(repeat):
                 ref_fwd_us, ref_bwd_us = _cuda_median_us(ref_fwd, repeat), _cuda_median_us(ref_bwd, repeat)
                 verdicts = []
                 for pass_name, measured in (('forward', fwd), ('backward', bwd)):
-                    target = CUDA_TARGETS_US.get((shape, batch, pass_name))
+                    target = CUDA_TARGETS_US.get((shape, batch, pass_name)) if levels == LEVELS else None
                     if target is not None:
                         limit = target[0] if dtype_name == 'fp32' else target[1]
                         verdicts.append(f"{pass_name} <= {limit} us: {'met' if measured <= limit else 'MISSED'}")
@@ -239,8 +243,20 @@ def cuda_kernel_table(repeat):
             half = '' if dtype_name == 'fp32' else (
                 f"; 16-bit backward <= fp32's ({by_key[(shape, 8, 'fp32')]['backward_us']:.0f} us at batch 8): "
                 f"{'met' if eight['backward_us'] <= by_key[(shape, 8, 'fp32')]['backward_us'] else 'MISSED'}")
-            print(f"{shape} {dtype_name}: batch 8 / batch 1 = {', '.join(scaling)} (<= 8x: {verdict}){half}")
+            judged = f' (<= 8x: {verdict}){half}' if levels == LEVELS else ''
+            print(f"{shape} {dtype_name}: batch 8 / batch 1 = {', '.join(scaling)}{judged}")
     return rows
+
+
+def parse_levels(text):
+    """'100x167,50x84' -> ((100, 167), (50, 84))."""
+    try:
+        levels = tuple(tuple(int(size) for size in level.split('x')) for level in text.split(','))
+    except ValueError:
+        levels = ()
+    if not levels or any(len(level) != 2 or min(level) < 1 for level in levels):
+        raise argparse.ArgumentTypeError(f'expected levels as HxW,HxW,... of positive sizes, got {text!r}')
+    return levels
 
 
 def main():
@@ -249,15 +265,21 @@ def main():
     parser.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'], default='fp32')
     parser.add_argument('--threads', type=int, default=2, help='CPU threads (torch.set_num_threads)')
     parser.add_argument('--repeat', type=int, default=5, help='timed runs per measurement (median reported)')
+    parser.add_argument('--levels', type=parse_levels, default=LEVELS,
+                        help='H x W of each level, e.g. 8x12,4x6 (default: the 800x1333 encoder\'s, which the targets '
+                        'are for; other levels get no verdicts)')
     parser.add_argument('--json', help='also write the results to this file')
     args = parser.parse_args()
+    at_default_levels = args.levels == LEVELS
 
     import torch
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no CUDA device is available')
     from mmddetr.ops import extension_status
     machine = torch.cuda.get_device_name() if args.device == 'cuda' else f'CPU, {args.threads} threads'
-    print(f'mmddetr op: {extension_status()}; torch {torch.__version__}; {machine}; {args.dtype}', flush=True)
+    levels = ', '.join(f'{height}x{width}' for height, width in args.levels)
+    print(f'mmddetr op: {extension_status()}; torch {torch.__version__}; {machine}; {args.dtype}; levels {levels}',
+          flush=True)
 
     rows = []
     context = multiprocessing.get_context('spawn')
@@ -265,7 +287,7 @@ def main():
         for shape in ('encoder', 'decoder') if args.device == 'cpu' or _has_mmcv_cuda() else ():
             for mode in ('forward', 'forward+backward'):
                 result = {impl: pool.submit(measure, impl, shape, mode, args.device, args.dtype, args.threads,
-                                            args.repeat).result() for impl in ('ours', 'mmcv')}
+                                            args.repeat, args.levels).result() for impl in ('ours', 'mmcv')}
                 rows.append(dict(shape=shape, mode=mode, **{f'{impl}_{key}': value for impl in result
                                                            for key, value in result[impl].items()}))
 
@@ -278,18 +300,18 @@ def main():
     for row in rows:
         speedup = row['mmcv_seconds'] / row['ours_seconds']
         mem_ratio = row['ours_peak_mb'] / max(row['mmcv_peak_mb'], 1e-9)
-        target = TARGETS.get((args.device, row['shape'], row['mode']))
+        target = TARGETS.get((args.device, row['shape'], row['mode'])) if at_default_levels else None
         verdict = '' if target is None else f"speed-up >= {target:g}x: {'met' if speedup >= target else 'MISSED'}"
-        if args.device == 'cpu' and row['mode'] == 'forward+backward':
+        if args.device == 'cpu' and row['mode'] == 'forward+backward' and at_default_levels:
             verdict += f"; memory <= {CPU_MEMORY_TARGET}x: {'met' if mem_ratio <= CPU_MEMORY_TARGET else 'MISSED'}"
         print(f"{row['shape']:8} {row['mode']:17} {row['ours_seconds'] * 1e3:9.1f} {row['mmcv_seconds'] * 1e3:9.1f} "
               f"{speedup:8.1f}x {row['ours_peak_mb']:9.1f} {row['mmcv_peak_mb']:9.1f} {mem_ratio:9.2f}  {verdict}")
         row.update(speedup=speedup, memory_ratio=mem_ratio)
-    kernel_rows = cuda_kernel_table(30) if args.device == 'cuda' else []
+    kernel_rows = cuda_kernel_table(30, args.levels) if args.device == 'cuda' else []
     if args.json:
         with open(args.json, 'w') as file:
-            json.dump(dict(machine=machine, dtype=args.dtype, rows=rows, cuda_kernel_rows=kernel_rows), file,
-                      indent=2)
+            json.dump(dict(machine=machine, dtype=args.dtype, levels=args.levels, rows=rows,
+                           cuda_kernel_rows=kernel_rows), file, indent=2)
 
 
 if __name__ == '__main__':

@@ -4,11 +4,11 @@
 
 The model takes ``images`` (batch, 3, height, width): the normalised images, padded at the bottom and right to one
 size, as the config's data preprocessor makes them; and ``valid_sizes`` (batch, 2) int64: each image's (h, w) before
-padding, so that padded batches give each image its own predictions. It returns the top-k (``test_cfg.max_per_img``)
-``scores`` (batch, k), ``labels`` (batch, k) int64 and ``boxes`` (batch, k, 4) (x1, y1, x2, y2) in pixels of
-``images``. Batch, height and width are dynamic (height and width at least 65). The multi-scale deformable attention
-becomes standard ONNX operators (gathers and arithmetic). The class names and colours are in the model's metadata
-(``dataset_meta``, JSON).
+padding, from which the padding masks are built (the predictions are eager PyTorch's on the same padded batch). It
+returns the top-k (``test_cfg.max_per_img``) ``scores`` (batch, k), ``labels`` (batch, k) int64 and ``boxes``
+(batch, k, 4) (x1, y1, x2, y2) in pixels of ``images``. Batch, height and width are dynamic (height and width at
+least 65). The multi-scale deformable attention becomes standard ONNX operators (gathers and arithmetic). The class
+names and colours are in the model's metadata (``dataset_meta``, JSON).
 
 ``--size`` is the example input traced and checked: a batch of two images, one of H x W and one padded from
 3/4 of it. The file is written only after ``onnx.checker`` and the comparison pass, and never over an existing one.

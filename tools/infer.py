@@ -37,6 +37,7 @@ from mmengine.structures import InstanceData  # noqa: E402
 
 from mmddetr.engine import CheckpointError, check_checkpoint_weights, read_checkpoint  # noqa: E402
 from mmddetr.models import DeformableDETRHead  # noqa: E402
+from mmddetr.models.detectors.utils import data_preprocessor_cfg  # noqa: E402
 from mmddetr.registry import MODELS  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -72,8 +73,9 @@ class LastLayerSampling:
     def _hook(self, module, args, kwargs, output) -> None:
         query = kwargs['query'] + kwargs['query_pos']
         locations, weights = module.sampling_points(query, kwargs['reference_points'], kwargs['spatial_shapes'])
-        self.record = dict(locations=locations.detach(), weights=weights.detach(),
-                           spatial_shapes=kwargs['spatial_shapes'])
+        # on the CPU, where matplotlib draws them, whatever device the model runs on
+        self.record = dict(locations=locations.detach().cpu(), weights=weights.detach().cpu(),
+                           spatial_shapes=kwargs['spatial_shapes'].cpu())
 
 
 def load(pipeline: Compose, path: str):
@@ -118,7 +120,7 @@ class OnnxRuntimeModel:
         except Exception as e:  # ONNX Runtime and onnx raise their own errors for files they cannot read
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f'model {path}: cannot be loaded by ONNX Runtime ({reason})') from e
-        self.data_preprocessor = MODELS.build(cfg.model.data_preprocessor)
+        self.data_preprocessor = MODELS.build(data_preprocessor_cfg(cfg.model.data_preprocessor))
 
     def predict(self, data: dict):
         """Predictions of one image (the pipeline's output), boxes in the original image, as :func:`predict`."""

@@ -32,9 +32,9 @@ else
 fi
 
 # 2. build tools and pure-Python dependencies.
-have setuptools ninja wheel numpy scipy pycocotools pytest "mmengine==0.10.7" || {
-  say "installing build tools, mmengine, scipy, pycocotools, pytest"
-  $PIP setuptools wheel ninja numpy scipy pycocotools pytest "mmengine==0.10.7"
+have setuptools ninja wheel numpy scipy pycocotools pytest pytest-randomly "mmengine==0.10.7" || {
+  say "installing build tools, mmengine, scipy, pycocotools, pytest, pytest-randomly"
+  $PIP setuptools wheel ninja numpy scipy pycocotools pytest pytest-randomly "mmengine==0.10.7"
 }
 
 # 3. mmcv 2.1.0 with its compiled ops: the wheel in ../shared/wheels when it fits this torch, else the source build.
@@ -63,7 +63,11 @@ have "onnx==1.23.2" "onnxscript==0.7.2" "onnxruntime==1.32.0" || {
   $PIP "onnx==1.23.2" "onnxscript==0.7.2" "onnxruntime==1.32.0"
 }
 
-# 6. mmddetr itself, editable, with its C++ (and, with a CUDA torch and toolkit, CUDA) extension.
+# 6. TensorBoard: tools/train.py then writes TensorBoard event files (losses, learning rate, val mAP), which the
+#    tests read back.
+have "tensorboard==2.21.0" || { say "installing tensorboard 2.21.0"; $PIP "tensorboard==2.21.0"; }
+
+# 7. mmddetr itself, editable, with its C++ (and, with a CUDA torch and toolkit, CUDA) extension.
 #    A re-run only recompiles what changed (ninja), so it takes seconds.
 # (looked up from / so that the checkout in the current directory does not count as installed)
 installed_from=$(cd / && $PY -c 'import importlib.util as u, os; s = u.find_spec("mmddetr"); print(os.path.dirname(os.path.dirname(s.origin)) if s else "")' 2>/dev/null || true)

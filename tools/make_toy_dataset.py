@@ -9,7 +9,7 @@ import argparse
 from mmddetr.datasets import make_toy_dataset
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--root', default='data/toy', help='output folder (a split already there is kept)')
     parser.add_argument('--num-train', type=int, default=2000)
@@ -20,6 +20,11 @@ def main(argv=None) -> None:
     for name in ('num_train', 'num_val', 'size'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be positive, got {getattr(args, name)}')
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     make_toy_dataset(args.root, num_train=args.num_train, num_val=args.num_val, size=args.size, seed=args.seed)
     print(f'toy dataset at {args.root}: annotations/instances_{{train,val}}.json, train/, val/')
 

@@ -5,15 +5,14 @@
 """
 import argparse
 import os
-import sys
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmengine.config import DictAction
 
-from mmddetr.engine import (CheckpointError, UnknownTypeError, build_runner, check_checkpoint_weights,
-                            check_data_exists, configure_tensorboard, load_config, read_checkpoint,
-                            unknown_types_explained)
+from mmddetr.engine import (ConfigError, build_runner, check_checkpoint_weights, check_data_exists,
+                            config_errors_explained, configure_tensorboard, errors_in_one_line, load_config,
+                            read_checkpoint)
 from train import NO_DATA_HINT  # tools/ is on the path when run as a script
 
 
@@ -37,27 +36,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    configure_tensorboard(cfg, add=False)
-    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        sys.exit(f'error: --out: expected a .pkl or .pickle file, got {args.out}')
-    try:
+    with errors_in_one_line():
+        if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+            raise ConfigError(f'--out: expected a .pkl or .pickle file, got {args.out}')
+        cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+        configure_tensorboard(cfg, add=False)
         check_data_exists(cfg, ('test_dataloader', ), NO_DATA_HINT)
-    except FileNotFoundError as e:
-        sys.exit(f'error: {e}')
-    cfg.load_from = args.checkpoint
-    if args.show or args.show_dir:
-        cfg = trigger_visualization_hook(cfg, args)
-    try:
-        with unknown_types_explained(cfg):
+        cfg.load_from = args.checkpoint
+        if args.show or args.show_dir:
+            cfg = trigger_visualization_hook(cfg, args)
+        with config_errors_explained(cfg):
             runner = build_runner(cfg)
             runner.test_loop  # builds the dataset first, so that config errors come before checkpoint errors
             check_checkpoint_weights(runner.model, read_checkpoint(args.checkpoint), args.checkpoint)
             if args.out is not None:
                 runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
             runner.test()
-    except (UnknownTypeError, CheckpointError) as e:
-        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -134,7 +134,8 @@ def evaluate_checkpoint(runner: Runner, checkpoint: str) -> dict:
     return runner.test()
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with ``work_dir`` filled in (a new ``work_dirs/toy_demo_<time>`` by default)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--images', type=int, default=4800, help='training images to see (iterations = images / '
                         'batch size)')
@@ -142,9 +143,15 @@ def main(argv=None) -> None:
     parser.add_argument('--config', default=TOY)
     parser.add_argument('--work-dir', help='new folder for the results (default: work_dirs/toy_demo_<time>)')
     args = parser.parse_args(argv)
-    work_dir = args.work_dir or osp.join('work_dirs', time.strftime('toy_demo_%Y%m%d_%H%M%S'))
-    if osp.exists(work_dir) and os.listdir(work_dir):
-        parser.error(f'--work-dir {work_dir} is not empty; choose a new folder (nothing is overwritten)')
+    args.work_dir = args.work_dir or osp.join('work_dirs', time.strftime('toy_demo_%Y%m%d_%H%M%S'))
+    if osp.exists(args.work_dir) and os.listdir(args.work_dir):
+        parser.error(f'--work-dir {args.work_dir} is not empty; choose a new folder (nothing is overwritten)')
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    work_dir = args.work_dir
     cfg = load_config(args.config, work_dir=work_dir)
     batch_size = cfg.train_dataloader.batch_size
     max_iters = math.ceil(args.images / batch_size)

@@ -7,13 +7,12 @@ import argparse
 import glob
 import os
 import os.path as osp
-import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmddetr.engine import (CheckpointError, UnknownTypeError, configure_tensorboard, build_runner, check_data_exists,
-                            latest_checkpoint, load_config, setup_amp, unknown_types_explained)
+from mmddetr.engine import (ConfigError, build_runner, check_data_exists, config_errors_explained,
+                            configure_tensorboard, errors_in_one_line, latest_checkpoint, load_config, setup_amp)
 
 NO_DATA_HINT = ('To try everything without a download, run the toy config, which makes its own data: '
                 'python tools/train.py configs/toy/deformable_detr_r18_toy_refine_twostage.py')
@@ -47,7 +46,7 @@ def build_config(args: argparse.Namespace) -> Config:
         setup_amp(cfg)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+            raise ConfigError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':  # the newest complete checkpoint; none: a fresh start, as mmengine does
         cfg.load_from = latest_checkpoint(cfg.work_dir)
@@ -68,18 +67,13 @@ def check_fresh_work_dir(cfg: Config) -> None:
 
 def main(argv=None) -> Runner:
     args = parse_args(argv)
-    cfg = build_config(args)
-    try:
+    with errors_in_one_line():
+        cfg = build_config(args)
         check_data_exists(cfg, ('train_dataloader', 'val_dataloader'), NO_DATA_HINT)
         check_fresh_work_dir(cfg)
-    except (FileNotFoundError, FileExistsError) as e:
-        sys.exit(f'error: {e}')
-    try:
-        with unknown_types_explained(cfg):
+        with config_errors_explained(cfg):
             runner = build_runner(cfg)
             runner.train()
-    except (UnknownTypeError, CheckpointError) as e:
-        sys.exit(f'error: {e}')
     return runner
 
 

@@ -32,9 +32,10 @@ train_cfg = dict(max_iters=max_iters, val_interval=300)  # validation every 1,20
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
                    dict(type='MultiStepLR', milestones=[1000], gamma=0.1, by_epoch=False, begin=0, end=max_iters)]
 # The average is what validation, testing and the checkpoint's state_dict hold (the trained weights: ema_state_dict);
-# its first iterations follow the weights closely (momentum (1 - 0.02) * exp(-(1 + step) / 50) + 0.02).
-custom_hooks = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.02, gamma=50, update_buffers=True,
-                     priority=49)]
+# its first iterations follow the weights closely (momentum (1 - 0.02) * exp(-(1 + step) / 50) + 0.02). Appended to
+# the runtime's hooks (RNGStateHook, NumClassCheckHook), which a list of its own would replace.
+custom_hooks = _base_.custom_hooks + [
+    dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.02, gamma=50, update_buffers=True, priority=49)]
 default_hooks = dict(checkpoint=dict(interval=300))
 # A fixed seed, so that a rerun on the same machine and thread count repeats the curve: seeds 0 and 1 of this config
 # gave 0.528 and 0.501 mAP after 4,800 images on one thread (docs/benchmarks.md, "The main job").

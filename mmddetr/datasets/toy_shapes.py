@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from mmddetr.registry import DATASETS
-from .coco import CocoDataset
+from .coco import CocoDataset, DatasetError
 
 TOY_CLASSES = ('circle', 'square', 'triangle', 'ring', 'cross')
 
@@ -112,7 +112,8 @@ def make_toy_dataset(root: str, num_train: int = 2000, num_val: int = 200, size:
 
 @DATASETS.register_module()
 class ToyShapesDataset(CocoDataset):
-    """Our checked ``CocoDataset`` over the toy shapes, made on first use under ``data_root`` (``make_toy_dataset``).
+    """Our checked ``CocoDataset`` over the toy shapes, made on first use under ``data_root`` (``make_toy_dataset``);
+    a ``data_root`` that is empty, a file, or cannot be made or written: ``DatasetError``, nothing written.
 
     Args:
         num_train (int): Training images to make. Default: 2000.
@@ -129,7 +130,14 @@ class ToyShapesDataset(CocoDataset):
     def __init__(self, *args, num_train: int = 2000, num_val: int = 200, image_size: int = 256, seed: int = 0,
                  **kwargs) -> None:
         data_root = kwargs.get('data_root')
-        if data_root is None:
-            raise ValueError('ToyShapesDataset needs data_root: the folder where the toy data is (or will be) made')
-        make_toy_dataset(data_root, num_train=num_train, num_val=num_val, size=image_size, seed=seed)
+        expected = 'expected the folder where the toy data is (or will be) made, e.g. data/toy/'
+        if not data_root:
+            raise DatasetError(f'ToyShapesDataset: data_root is {data_root!r}; {expected}')
+        if osp.exists(data_root) and not osp.isdir(data_root):
+            raise DatasetError(f'ToyShapesDataset: data_root {data_root} is a file; {expected}')
+        try:
+            make_toy_dataset(data_root, num_train=num_train, num_val=num_val, size=image_size, seed=seed)
+        except OSError as error:  # a folder that cannot be made or written: its name and the reason
+            raise DatasetError(
+                f'ToyShapesDataset: cannot make the toy data under data_root {data_root}: {error}') from error
         super().__init__(*args, **kwargs)

@@ -12,8 +12,8 @@ class DetectorWithPostprocess(nn.Module):
     It runs the detector's own steps (``extract_feat``, ``forward_transformer_from_sizes``, the head's
     ``forward_last_layer`` and ``top_detections``), so its predictions are the detector's: per image, the
     ``test_cfg.max_per_img`` best (query, class) pairs with boxes in pixels of the input, clamped to the image's
-    valid part. The valid sizes carry the padding, so a batch of differently sized images gives each image the
-    predictions it gets alone.
+    valid part. The valid sizes carry the padding masks, so the attention reads no padded pixel; the backbone and neck
+    still see the padding, as in mmdet, so a padded image's predictions are not those it gets alone.
 
     Args:
         detector (nn.Module): A built ``mmddetr.DeformableDETR`` (any variant), put in eval mode.

@@ -1,14 +1,15 @@
-"""The checked CocoDataset: mmdet's instances on valid files, errors that name file, ids and classes, one warning
-for dropped and clipped boxes."""
+"""The checked CocoDataset: mmdet's instances on valid files, errors that name file, ids, classes or images, one
+warning for dropped and clipped boxes."""
 import json
 import math
 import re
 
 import pytest
 
-from mmddetr.datasets import TOY_CLASSES, CocoDataset, make_toy_dataset
+from mmddetr.datasets import TOY_CLASSES, CocoDataset, DatasetError, make_toy_dataset
 
 CATEGORIES = [dict(id=1, name='circle'), dict(id=2, name='square'), dict(id=3, name='triangle')]
+IMAGES = [dict(id=1, file_name='a.png', width=100, height=80), dict(id=2, file_name='b.png', width=50, height=50)]
 
 
 def _ann(ann_id, bbox, category_id=1, image_id=1, area=None):
@@ -16,11 +17,19 @@ def _ann(ann_id, bbox, category_id=1, image_id=1, area=None):
     return dict(id=ann_id, image_id=image_id, category_id=category_id, bbox=bbox, area=area, iscrowd=0)
 
 
-def _dataset(tmp_path, annotations, classes=('circle', 'square', 'triangle'), categories=CATEGORIES):
-    images = [dict(id=1, file_name='a.png', width=100, height=80), dict(id=2, file_name='b.png', width=50, height=50)]
+def _build(tmp_path, content, classes=('circle', 'square', 'triangle'), **kwargs):
+    """The dataset of the annotation file ``tmp_path/ann.json`` with ``content`` (bytes, or an object written as
+    JSON); the images a.png and b.png are files (empty ones: only their existence is checked when it is built)."""
+    for name in ('a.png', 'b.png'):
+        (tmp_path / name).touch()
     path = tmp_path / 'ann.json'
-    path.write_text(json.dumps(dict(images=images, annotations=annotations, categories=categories)))
-    return CocoDataset(ann_file=str(path), data_prefix=dict(img=''), metainfo=dict(classes=classes), pipeline=[])
+    path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+    return CocoDataset(ann_file=str(path), data_prefix=dict(img=f'{tmp_path}/'), metainfo=dict(classes=classes),
+                       pipeline=[], **kwargs)
+
+
+def _dataset(tmp_path, annotations, categories=CATEGORIES, images=IMAGES, **kwargs):
+    return _build(tmp_path, dict(images=images, annotations=annotations, categories=categories), **kwargs)
 
 
 def test_valid_file_gives_mmdets_instances(tmp_path):
@@ -37,7 +46,7 @@ def test_valid_file_gives_mmdets_instances(tmp_path):
 def test_unknown_category_id_names_file_annotation_image_and_classes(tmp_path):
     annotations = [_ann(1, [0, 0, 10, 10]), _ann(2, [5, 5, 10, 10], image_id=2), _ann(7, [1, 1, 5, 5], category_id=9,
                                                                                       image_id=2)]
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(DatasetError) as error:
         _dataset(tmp_path, annotations)
     message = str(error.value)
     assert str(tmp_path / 'ann.json') in message
@@ -49,18 +58,18 @@ def test_unknown_category_id_names_file_annotation_image_and_classes(tmp_path):
 
 def test_mostly_unknown_ids_suggest_shifted_ids(tmp_path):
     annotations = [_ann(i, [0, 0, 10, 10], category_id=i % 3) for i in range(1, 7)]  # 0-based ids
-    with pytest.raises(ValueError, match=r'2 of 6 .*\[0\]'):
+    with pytest.raises(DatasetError, match=r'2 of 6 .*\[0\]'):
         _dataset(tmp_path, annotations)
     annotations = [_ann(i, [0, 0, 10, 10], category_id=0) for i in range(1, 4)]
-    with pytest.raises(ValueError, match='most annotations are affected: the category ids are probably shifted'):
+    with pytest.raises(DatasetError, match='most annotations are affected: the category ids are probably shifted'):
         _dataset(tmp_path, annotations)
 
 
 def test_classes_must_be_the_files_category_names_in_its_order(tmp_path):
     annotations = [_ann(1, [0, 0, 10, 10])]
-    with pytest.raises(ValueError, match=r"dataset classes \['Circle'\] are not category names .*1: 'circle'"):
+    with pytest.raises(DatasetError, match=r"dataset classes \['Circle'\] are not category names .*1: 'circle'"):
         _dataset(tmp_path, annotations, classes=('Circle', 'square', 'triangle'))
-    with pytest.raises(ValueError, match=r"order .* expected \('circle', 'square'\), got \('square', 'circle'\)"):
+    with pytest.raises(DatasetError, match=r"order .* expected \('circle', 'square'\), got \('square', 'circle'\)"):
         _dataset(tmp_path, annotations, classes=('square', 'circle'))
 
 
@@ -115,8 +124,93 @@ def test_malformed_annotation_is_named(tmp_path, key, value, problem):
     annotation[key] = value
     if value is None:
         del annotation[key]
-    with pytest.raises(ValueError, match=re.escape(f'annotation id 3 (image id 2) {problem}')):
+    with pytest.raises(DatasetError, match=re.escape(f'annotation id 3 (image id 2) {problem}')):
         _dataset(tmp_path, [annotation])
+
+
+GOOD = dict(images=IMAGES, annotations=[_ann(1, [0, 0, 10, 10])], categories=CATEGORIES)
+LAYOUT = 'expected a JSON object with "images", "categories" and (for training) "annotations" lists'
+
+
+@pytest.mark.parametrize('content, problem', [
+    (b'{"images": [', 'not a JSON file: Expecting value: line 1 column 13 (char 12)'),
+    (b'', 'not a JSON file: Expecting value: line 1 column 1'),
+    (b'\xff\xfe{}', "not a JSON file: 'utf-8' codec can't decode byte 0xff"),
+    ([GOOD], f"annotation file format <class 'list'> not supported: {LAYOUT}"),
+    (dict(GOOD, images=None), f"{LAYOUT}, got 'images' is a NoneType"),
+    ({k: v for k, v in GOOD.items() if k != 'images'}, f"{LAYOUT}, got no 'images'"),
+    ({k: v for k, v in GOOD.items() if k != 'categories'}, f"{LAYOUT}, got no 'categories'"),
+    (dict(GOOD, annotations={'1': 2}), f"{LAYOUT}, got 'annotations' is a dict"),
+    (dict(GOOD, images=[IMAGES[0], dict(id=2, file_name=None, width=50, height=50)]),
+     'images[1] has no valid file_name (expected an object with id, file_name (a string), width (a number), height '
+     '(a number)), got {"id": 2, "file_name": null, "width": 50, "height": 50}'),
+    (dict(GOOD, images=[dict(id=1, file_name='a.png', width='100')]), 'images[0] has no valid width, height'),
+    (dict(GOOD, images=[IMAGES[0], 7]), 'images[1] has no valid id, file_name, width, height'),
+    (dict(GOOD, categories=[dict(id=1)]), 'categories[0] has no valid name'),
+    (dict(GOOD, annotations=[_ann(1, [0, 0, 10, 10]), dict(id=2, category_id=1, bbox=[0, 0, 1, 1])]),
+     'annotations[1] has no valid image_id (expected an object with id, image_id, category_id)'),
+    (dict(GOOD, annotations=[_ann(4, [0, 0, 10, 10]), _ann(4, [0, 0, 5, 5]), _ann(5, [0, 0, 5, 5])]),
+     "the ids of 'annotations' must be unique; 1 repeat: 4"),
+    (dict(GOOD, images=IMAGES + [dict(IMAGES[1], file_name='c.png')]), "the ids of 'images' must be unique; 1 repeat: "
+                                                                         '2'),
+], ids=['cut', 'empty', 'binary', 'list', 'images-null', 'no-images', 'no-categories', 'annotations-dict',
+        'file_name-null', 'width-string', 'image-number', 'category-no-name', 'no-image_id', 'annotation-ids',
+        'image-ids'])
+def test_file_that_is_not_coco_json_is_named_in_one_line(tmp_path, content, problem):
+    with pytest.raises(DatasetError) as error:
+        _build(tmp_path, content)
+    assert str(error.value).startswith(f'{tmp_path / "ann.json"}: {problem}') and '\n' not in str(error.value)
+
+
+def test_test_files_need_no_annotations_and_unlisted_image_ids_are_counted(tmp_path, logged_warnings):
+    dataset = _build(tmp_path, {k: v for k, v in GOOD.items() if k != 'annotations'})  # as image_info_test-dev2017
+    assert len(dataset) == 2 and dataset.get_data_info(0)['instances'] == []
+    assert logged_warnings == []
+    annotations = [_ann(1, [0, 0, 10, 10]), _ann(2, [0, 0, 10, 10], image_id=9), _ann(3, [0, 0, 10, 10], image_id=9)]
+    dataset = _dataset(tmp_path, annotations)
+    assert [len(dataset.get_data_info(i)['instances']) for i in range(2)] == [1, 0]
+    [message] = logged_warnings
+    assert message == f"{tmp_path / 'ann.json'}: of 3 annotations, 2 for image ids not among the file's images, " \
+                      'unused (ids 2, 3)'
+
+
+def test_images_that_are_not_files_stop_or_are_left_out(tmp_path, logged_warnings):
+    images = IMAGES + [dict(id=i, file_name=f'{name}.png', width=50, height=50) for i, name in enumerate('cdef', 3)]
+    (tmp_path / 'e.png').mkdir()  # a folder is no image file
+    (tmp_path / 'f.png').touch()
+    annotations = [_ann(i, [0, 0, 10, 10], image_id=i) for i in range(1, 7)]
+    missing = f'{tmp_path}/c.png, {tmp_path}/d.png, {tmp_path}/e.png'
+    with pytest.raises(DatasetError) as error:
+        _dataset(tmp_path, annotations, images=images)
+    assert str(error.value) == (f"{tmp_path / 'ann.json'}: 3 of its 6 images are not files at data_root + "
+                                f"data_prefix.img + file_name: {missing}; put them there, or set the dataset's "
+                                "on_missing_image='skip' to leave them out")
+    dataset = _dataset(tmp_path, annotations, images=images, on_missing_image='skip')
+    assert [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))] == [
+        f'{tmp_path}/{name}.png' for name in 'abf']
+    assert logged_warnings == [f"{tmp_path / 'ann.json'}: 3 of its 6 images are not files at data_root + "
+                               f"data_prefix.img + file_name: {missing}; left out (on_missing_image='skip')"]
+    with pytest.raises(DatasetError, match=r'6 of its 6 images are not files .*: .*/elsewhere/a.png, .*/b.png, '
+                                           r'.*/c.png, \.\.\.; none is there: data_root or data_prefix.img is probably '
+                                           r'wrong$'):
+        CocoDataset(ann_file=str(tmp_path / 'ann.json'), data_prefix=dict(img=f'{tmp_path}/elsewhere/'),
+                    metainfo=dict(classes=('circle', )), pipeline=[], on_missing_image='skip')
+    remote = CocoDataset(ann_file=str(tmp_path / 'ann.json'), data_prefix=dict(img='http://example.invalid/images/'),
+                         metainfo=dict(classes=('circle', )), pipeline=[])  # a request per image: not checked
+    assert len(remote) == 6 and remote.get_data_info(0)['img_path'] == 'http://example.invalid/images/a.png'
+    with pytest.raises(DatasetError, match="^CocoDataset: on_missing_image must be 'raise' or 'skip', got 'warn'$"):
+        _dataset(tmp_path, annotations, on_missing_image='warn')
+
+
+def test_filters_that_leave_no_image_stop(tmp_path):
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{tmp_path / 'ann.json'}: no images to use: filter_cfg {{'filter_empty_gt': True}} drops all 2 of its "
+            "images (filter_empty_gt keeps only images with annotations of the dataset classes ('circle', 'square', "
+            "'triangle'), min_size only images at least that large)")):
+        _dataset(tmp_path, [], filter_cfg=dict(filter_empty_gt=True))
+    with pytest.raises(DatasetError, match=re.escape(f"{tmp_path / 'ann.json'}: no images to use: it lists no image")):
+        _dataset(tmp_path, [], images=[], test_mode=True)
+    assert len(_dataset(tmp_path, [_ann(1, [0, 0, 10, 10])], filter_cfg=dict(filter_empty_gt=True))) == 1
 
 
 def test_configs_use_the_checked_dataset_and_image_loader():

@@ -1,11 +1,12 @@
-"""The toy dataset maker: deterministic, valid COCO, the promised variety."""
+"""The toy dataset maker: deterministic, valid COCO, the promised variety; the toy dataset's data_root checked."""
 import filecmp
 import os
 
 import numpy as np
+import pytest
 from pycocotools.coco import COCO
 
-from mmddetr.datasets import TOY_CLASSES, make_toy_dataset
+from mmddetr.datasets import TOY_CLASSES, DatasetError, ToyShapesDataset, make_toy_dataset
 
 
 def test_deterministic_by_seed(tmp_path):
@@ -33,3 +34,20 @@ def test_valid_coco_with_small_and_large_objects(tmp_path):
     assert sides.min() <= 12 and sides.max() >= size / 3  # from about 8 px to about half the image
     assert {a['category_id'] for a in coco.loadAnns(coco.getAnnIds())} == {1, 2, 3, 4, 5}
     assert all(os.path.isfile(tmp_path / 'train' / img['file_name']) for img in coco.loadImgs(coco.getImgIds()))
+
+
+def test_toy_dataset_needs_a_folder_it_can_write(tmp_path):
+    expected = 'expected the folder where the toy data is (or will be) made, e.g. data/toy/'
+    not_a_folder = tmp_path / 'toy'
+    not_a_folder.write_text('a file')
+    cases = [('', f"ToyShapesDataset: data_root is ''; {expected}"),
+             (None, f'ToyShapesDataset: data_root is None; {expected}'),
+             (str(not_a_folder), f'ToyShapesDataset: data_root {not_a_folder} is a file; {expected}'),
+             (f'{not_a_folder}/sub/', f'ToyShapesDataset: cannot make the toy data under data_root '
+                                      f"{not_a_folder}/sub/: [Errno 20] Not a directory: '{not_a_folder}/sub/'")]
+    for data_root, message in cases:
+        with pytest.raises(DatasetError) as error:
+            ToyShapesDataset(data_root=data_root, ann_file='annotations/instances_train.json',
+                             data_prefix=dict(img='train/'), num_train=2, num_val=1, image_size=32)
+        assert str(error.value) == message
+    assert os.listdir(tmp_path) == ['toy'] and not_a_folder.read_text() == 'a file'  # nothing written

@@ -57,7 +57,7 @@ def test_put_text_is_atomic_and_overwrites_a_stale_part_file(tmp_path):
     assert backend.get_text(tmp_path / 'last_checkpoint') == 'work/iter_4.pth'
 
 
-def test_latest_checkpoint_is_the_newest_complete_one(tmp_path):
+def test_latest_checkpoint_is_the_newest_complete_one(tmp_path, logged_warnings):
     backend = AtomicLocalBackend()
     for step in (2, 4, 10):
         path = tmp_path / f'iter_{step}.pth'
@@ -67,8 +67,17 @@ def test_latest_checkpoint_is_the_newest_complete_one(tmp_path):
     (tmp_path / 'best_coco_bbox_mAP_iter_20.pth').write_bytes(_serialised({'step': 20}))
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))  # stale: the kill came before it
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+    assert logged_warnings == [f'{tmp_path / "iter_12.pth"} is not a complete checkpoint (truncated?); skipped for '
+                               'resume']
     (tmp_path / 'last_checkpoint').write_text('')  # a kill while mmengine rewrote it
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_10.pth')
+
+
+def test_latest_checkpoint_of_an_epoch_based_run_is_the_highest_epoch(tmp_path, logged_warnings):
+    for epoch in (2, 9, 10):
+        AtomicLocalBackend().put(_serialised({'epoch': epoch}), tmp_path / f'epoch_{epoch}.pth')
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_10.pth')  # by number, not by name
+    assert logged_warnings == []
 
 
 def test_latest_checkpoint_follows_last_checkpoint_outside_the_work_dir(tmp_path):

@@ -1,15 +1,15 @@
 """NonFiniteLossHook: a NaN or inf loss (or matching cost) never reaches the weights. The step raises naming the
 iteration and the terms, or is skipped with a warning (action='skip'); distributed ranks decide together."""
+import gc
 import json
 import re
-import socket
 from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.model import BaseModel
+from toy_configs import MAIN_TOY
 
-TOY = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
 HINT = "(default_hooks.nonfinite_loss.action='skip' skips such steps)"
 
 
@@ -23,8 +23,8 @@ def toy_training(build_detector, det_batch):
     from mmddetr.engine import NonFiniteLossHook
 
     def make(action='raise'):
-        model = build_detector(TOY, cfg_options={'model.encoder.num_layers': 1, 'model.decoder.num_layers': 2})
-        optim_wrapper = build_optim_wrapper(model, Config.fromfile(TOY).optim_wrapper)
+        model = build_detector(MAIN_TOY, cfg_options={'model.encoder.num_layers': 1, 'model.decoder.num_layers': 2})
+        optim_wrapper = build_optim_wrapper(model, Config.fromfile(MAIN_TOY).optim_wrapper)
         inputs, samples = det_batch(sizes=((64, 96), (80, 64)), num_gts=(2, 1), num_classes=5)
         images = [inputs[i, :, :h, :w] for i, (h, w) in enumerate(s.img_shape for s in samples)]
         model.train()
@@ -168,37 +168,38 @@ def test_the_configs_register_the_hook_and_the_action_is_checked():
 
     from mmddetr.engine import NonFiniteLossHook
 
-    for config in ('configs/deformable_detr_r50.py', TOY):
+    for config in ('configs/deformable_detr_r50.py', MAIN_TOY):
         assert Config.fromfile(config).default_hooks.nonfinite_loss == dict(type='NonFiniteLossHook', action='raise')
     with pytest.raises(ValueError, match="default_hooks.nonfinite_loss.action must be 'raise' or 'skip', got 'ignore'"):
         NonFiniteLossHook('ignore')
 
 
-def _ddp_rank(rank, port, out_dir):
-    """One of two gloo ranks: the ``_train_steps`` of a DDP-wrapped ``_Linear`` per action, NaN on rank 1 only."""
+def _ddp_rank(rank, out_dir):
+    """One of two gloo ranks: the ``_train_steps`` of a DDP-wrapped ``_Linear`` per action, NaN on rank 1 only. The
+    ranks meet in a file store under ``out_dir`` (no network port to pick)."""
     import datetime
 
     import torch.distributed as dist
     from mmengine.model import MMDistributedDataParallel
 
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2,
+    dist.init_process_group('gloo', init_method=f'file://{out_dir}/store', rank=rank, world_size=2,
                             timeout=datetime.timedelta(seconds=60))
     results = {}
     for action in ('skip', 'raise'):
         torch.manual_seed(0)
-        model = MMDistributedDataParallel(_Linear(), device_ids=None)
-        results[action] = _train_steps(model, action, poisoned={2} if rank == 1 else set())
+        results[action] = _train_steps(MMDistributedDataParallel(_Linear(), device_ids=None), action,
+                                       poisoned={2} if rank == 1 else set())
+        # DDP's reducer goes while the group lives on: had it held the group's last reference, its destructor would
+        # end the group holding the GIL while a gloo thread waits for the GIL (a deadlock seen on a loaded machine)
+        gc.collect()
     with open(f'{out_dir}/rank_{rank}.json', 'w') as f:
         json.dump(results, f)
     dist.destroy_process_group()
 
 
-def test_distributed_ranks_skip_or_raise_together(tmp_path):
+def test_distributed_ranks_skip_or_raise_together(tmp_path, spawn_ranks):
     # had rank 1 alone skipped or raised, rank 0 would wait in DDP's gradient all-reduce (here: 60 s, then fail)
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    torch.multiprocessing.spawn(_ddp_rank, args=(port, str(tmp_path)), nprocs=2)
+    spawn_ranks(_ddp_rank, (str(tmp_path), ))
     ranks = [json.loads((tmp_path / f'rank_{rank}.json').read_text()) for rank in (0, 1)]
     logged = ['loss', 'loss_l1', 'loss_parts', 'mean']
     for rank in ranks:

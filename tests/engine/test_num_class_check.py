@@ -2,8 +2,7 @@
 import pytest
 
 from mmddetr.datasets import make_toy_dataset
-
-TOY = 'configs/toy/deformable_detr_r18_toy.py'
+from toy_configs import PLAIN_TOY
 
 
 def test_class_count_mismatch_stops_training(tmp_path):
@@ -15,7 +14,7 @@ def test_class_count_mismatch_stops_training(tmp_path):
     options['val_evaluator.ann_file'] = root + 'annotations/instances_val.json'  # no data/toy/ needed
     options.update({'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
                     'train_cfg.max_iters': 1, 'model.bbox_head.num_classes': 4})
-    runner = build_runner(load_config(TOY, options, work_dir=str(tmp_path / 'work')))
+    runner = build_runner(load_config(PLAIN_TOY, options, work_dir=str(tmp_path / 'work')))
     with pytest.raises(AssertionError, match=r'The `num_classes` \(4\) in DeformableDETRHead of DeformableDETR does '
                                              r'not matches the length of `classes` 5\) in ToyShapesDataset'):
         runner.train()

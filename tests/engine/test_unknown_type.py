@@ -2,12 +2,12 @@
 import pytest
 from mmengine.config import Config
 
-from mmddetr.engine import UnknownTypeError, unknown_types_explained
+from mmddetr.engine import UnknownTypeError, config_errors_explained
 from mmddetr.registry import HOOKS, MODELS
 
 
 def _build(cfg, registry, key):
-    with unknown_types_explained(cfg):
+    with config_errors_explained(cfg):
         registry.build(cfg[key])
 
 
@@ -25,7 +25,7 @@ def test_key_paths_inside_lists_and_names_with_another_scope():
     cfg = Config(dict(custom_hooks=[dict(type='RNGStateHook'), dict(type='mmdet.RNGStateHok')]))
     with pytest.raises(UnknownTypeError, match=r"^custom_hooks\[1\].type: unknown type 'mmdet.RNGStateHok'; searched "
                                                r'the registries mmdet::hook, mmengine::hook \(\d+ names\)'):
-        with unknown_types_explained(cfg):
+        with config_errors_explained(cfg):
             for hook in cfg.custom_hooks:
                 HOOKS.build(hook)
 
@@ -40,9 +40,9 @@ def test_unloaded_scope_asks_for_custom_imports():
 
 def test_other_key_errors_pass_unchanged():
     cfg = Config(dict(model=dict(type='DeformableDETR')))
-    with pytest.raises(KeyError) as error, unknown_types_explained(cfg):
+    with pytest.raises(KeyError) as error, config_errors_explained(cfg):
         MODELS.build(dict(type='NotInTheConfig'))  # a type that code, not the config, asked for
     assert type(error.value) is KeyError and 'NotInTheConfig is not in the mmddetr::model registry' in str(error.value)
-    with pytest.raises(KeyError) as error, unknown_types_explained(cfg):
+    with pytest.raises(KeyError) as error, config_errors_explained(cfg):
         {}['missing']
     assert type(error.value) is KeyError

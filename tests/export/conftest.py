@@ -3,31 +3,15 @@ import torch
 
 
 @pytest.fixture(scope='session')
-def perturb():
-    """``perturb(model, seed=0)`` → ``model`` with random weights away from the zero-initialised ones (sampling
-    offsets, box layers), so that no path of the exported model hides behind a zero."""
+def per_image():
+    """``split(scores, labels, boxes, valid_sizes)`` → one ``InstanceData`` per image of the exported model's outputs
+    (tensors or arrays), boxes divided by the image's valid (w, h): tolerances relative to the image size."""
+    from mmengine.structures import InstanceData
 
-    def apply(model, seed=0):
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                p.add_(torch.randn(p.shape, generator=gen) * (0.2 if 'sampling_offsets' in name else 0.02))
-        return model
+    def split(scores, labels, boxes, valid_sizes):
+        wh = torch.as_tensor(valid_sizes).flip(-1).repeat(1, 2)[:, None].float()
+        boxes = torch.as_tensor(boxes) / wh
+        return [InstanceData(scores=torch.as_tensor(s), labels=torch.as_tensor(l), bboxes=b)
+                for s, l, b in zip(scores, labels, boxes)]
 
-    return apply
-
-
-@pytest.fixture(scope='session')
-def padded_batch():
-    """``make(sizes, seed=0)`` → normalised random images of the (h, w) ``sizes`` padded to one size, (bs, 3, H, W),
-    and their valid sizes (bs, 2) int64: the exported model's inputs."""
-
-    def make(sizes, seed=0):
-        gen = torch.Generator().manual_seed(seed)
-        pad_h, pad_w = max(h for h, _ in sizes), max(w for _, w in sizes)
-        images = torch.zeros(len(sizes), 3, pad_h, pad_w)
-        for i, (h, w) in enumerate(sizes):
-            images[i, :, :h, :w] = torch.randn(3, h, w, generator=gen)
-        return images, torch.tensor(sizes)
-
-    return make
+    return split

@@ -1,14 +1,15 @@
-"""The ONNX translation of mmddetr::ms_deform_attn: standard operators only, the compiled op's values in ONNX Runtime
-for any level sizes, batch and queries from one file, points off the maps, NaN and infinite locations."""
-import numpy as np
+"""The ONNX translation of mmddetr::ms_deform_attn at every opset the export takes: standard operators only, the
+compiled op's values in ONNX Runtime for any level sizes, batch and queries from one file, points off the maps, NaN
+and infinite locations."""
 import pytest
 import torch
 
 onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
 
-import mmddetr.ops  # noqa: E402,F401  (registers torch.ops.mmddetr)
 from mmddetr.export.ms_deform_attn_onnx import ms_deform_attn_onnx  # noqa: E402
+from mmddetr.export.onnx import SUPPORTED_OPSETS  # noqa: E402
+from mmddetr.ops import multi_scale_deformable_attn_pytorch  # noqa: E402  (and registers torch.ops.mmddetr)
 
 
 class _Op(torch.nn.Module):
@@ -29,16 +30,18 @@ def make_inputs(bs=2, shapes=((6, 4), (3, 2), (1, 1)), queries=5, spread=0.2, se
     return value, spatial_shapes, level_start_index, locations, weights
 
 
-@pytest.fixture(scope='module')
-def op_session(tmp_path_factory):
-    """ONNX Runtime session of the op alone, exported with dynamic batch, keys and queries (3 levels)."""
+@pytest.fixture(scope='module', params=SUPPORTED_OPSETS)
+def op_session(request, tmp_path_factory):
+    """ONNX Runtime session of the op alone, exported at each opset the export takes (the translation is written in
+    opset 18; the exporter converts it to later ones) with dynamic batch, keys and queries (3 levels)."""
     path = str(tmp_path_factory.mktemp('onnx') / 'msda.onnx')
     keys, batch, queries = torch.export.Dim('keys'), torch.export.Dim('batch'), torch.export.Dim('queries')
     program = torch.onnx.export(
-        _Op(), make_inputs(), dynamo=True, opset_version=18,
+        _Op(), make_inputs(), dynamo=True, opset_version=request.param,
         dynamic_shapes=({0: batch, 1: keys}, None, None, {0: batch, 1: queries}, {0: batch, 1: queries}),
         custom_translation_table={torch.ops.mmddetr.ms_deform_attn.default: ms_deform_attn_onnx})
     program.save(path)
+    assert [(o.domain, o.version) for o in program.model_proto.opset_import] == [('', request.param)]
     return path, ort.InferenceSession(path, providers=['CPUExecutionProvider'])
 
 
@@ -51,11 +54,12 @@ def test_translation_uses_standard_operators_without_grid_sample(op_session):
     path, _ = op_session
     model = onnx.load(path)
     onnx.checker.check_model(model, full_check=True)
-    ops = {(node.domain, node.op_type) for node in model.graph.node}
+    nodes = [(node.domain, node.op_type) for node in model.graph.node]
     for function in model.functions:
-        ops |= {(node.domain, node.op_type) for node in function.node}
-    assert all(domain in ('', 'ai.onnx') for domain, _ in ops), ops
-    assert 'GridSample' not in {op for _, op in ops} and 'Gather' in {op for _, op in ops}
+        nodes += [(node.domain, node.op_type) for node in function.node]
+    assert all(domain in ('', 'ai.onnx') for domain, _ in nodes), set(nodes)
+    ops = [op for _, op in nodes]
+    assert 'GridSample' not in ops and 'Gather' in ops and ops.count('Einsum') == 1
 
 
 @pytest.mark.parametrize('case', [
@@ -81,5 +85,5 @@ def test_nan_infinite_and_huge_locations_read_zeros(op_session):
     locations[1, 3, 1, 2, 1] = -1e30
     inputs = (value, shapes, starts, locations, weights)
     out = _run(session, inputs)
-    assert torch.isfinite(out).all()
+    assert torch.isfinite(out).all() and multi_scale_deformable_attn_pytorch(*inputs).isnan().any()
     torch.testing.assert_close(out, torch.ops.mmddetr.ms_deform_attn(*inputs), atol=1e-5, rtol=1e-5)

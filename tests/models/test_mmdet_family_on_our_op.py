@@ -24,7 +24,7 @@ def _mmdet_config(path: str) -> Config:
     return Config.fromfile(os.path.join(MMDET_CONFIGS, path))
 
 
-def _build_pair(build):
+def _build_pair(build, perturb):
     """(theirs, ours): ``build()`` with mmcv's attention and with ours, the same (noisy) weights in both."""
     torch.manual_seed(0)
     with mmdet_attention(mmddetr=False):
@@ -35,9 +35,7 @@ def _build_pair(build):
              for model in (theirs, ours)]
     kinds = [list(k) for k in kinds]
     assert kinds[0] and set(kinds[0]) == {MmcvAttention} and kinds[1] == [MultiScaleDeformableAttention] * len(kinds[0])
-    with torch.no_grad():
-        for p in theirs.parameters():
-            p.add_(torch.randn_like(p) * 0.02)  # off the init (zero attention logits, symmetric offsets)
+    perturb(theirs)  # off the init (zero attention logits, symmetric offsets)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return theirs.eval(), ours.eval()
 
@@ -71,25 +69,30 @@ def _build_detector(cfg: Config):
     return model
 
 
-@pytest.mark.parametrize('config,float64_through', [('dino/dino-4scale_r50_8xb2-12e_coco.py', 'head'),
-                                                    ('ddq/ddq-detr-4scale_r50_8xb2-12e_coco.py', 'encoder')])
-def test_detector_on_our_attention(config, float64_through, det_batch, assert_same_detections):
-    """Float64 gradients flow through DINO's per-query head outputs; DDQ-DETR's query selection runs mmcv's NMS,
-    float32 only, so for it through the encoder's memory (its decoder's cross-attention is DINO's layer)."""
+@pytest.mark.parametrize('config', ['dino/dino-4scale_r50_8xb2-12e_coco.py',
+                                    'ddq/ddq-detr-4scale_r50_8xb2-12e_coco.py'])
+def test_detector_on_our_attention(config, det_batch, assert_same_detections, packages_of, perturb):
+    """DINO and DDQ-DETR as mmdet's configs build them. DDQ-DETR selects distinct queries by mmcv's NMS, whose
+    kernel is float32 only: its float64 gradients are taken with that selection off (``dqs_cfg=None``: mmcv's
+    ``batched_nms`` then only sorts by score), its float32 outputs, predictions and losses with it on."""
     cfg = _mmdet_config(config).model
     cfg.backbone.init_cfg = None
     cfg.num_queries = 60
-    theirs, ours = _build_pair(lambda: _build_detector(cfg))
-    _assert_same_detector(theirs, ours, float64_through, det_batch, assert_same_detections)
+    theirs, ours = _build_pair(lambda: _build_detector(cfg), perturb)
+    assert packages_of(theirs) == dict(modules={'mmdet', 'mmcv', 'mmengine', 'torch'}, assigners={'mmdet'},
+                                       match_costs={'mmdet'})
+    assert packages_of(ours) == dict(packages_of(theirs), modules={'mmdet', 'mmddetr', 'mmcv', 'mmengine', 'torch'})
+    _assert_same_detector(theirs, ours, det_batch, assert_same_detections)
 
 
-def test_mmddetr_dino_is_mmdet_dino(det_batch, assert_same_detections):
-    """configs/dino (mmddetr's DINO: our encoder, decoder layers, attention, FFN and self-attention, channels-last
-    images on CPU) against mmdet's DINO from mmdet's config on mmcv's attention: mmdet's state dict loads strictly;
+def test_mmddetr_dino_is_mmdet_dino(det_batch, assert_same_detections, packages_of, perturb):
+    """configs/dino (mmddetr's DINO: our encoder and decoder layers, attention, FFN and self-attention, the fast
+    modules as shipped) against mmdet's DINO from mmdet's config on mmcv's attention: mmdet's state dict loads strictly;
     outputs, losses (denoising queries included) and float64 gradients agree."""
-    from mmddetr.models import DINO, DinoTransformerDecoder
-    from mmddetr.models.layers import (DeformableDetrTransformerDecoderLayer, DeformableDetrTransformerEncoder,
-                                       FastFFN, FastMultiheadAttention)
+    from mmddetr.models import DINO, DeformableDetrTransformerEncoder, DinoTransformerDecoder
+    from mmddetr.models.fast import (FastDeformableDetrTransformerDecoderLayer,
+                                     FastDeformableDetrTransformerEncoderLayer, FastFFN, FastMultiheadAttention,
+                                     FastMultiScaleDeformableAttention)
     from mmddetr.registry import MODELS
     from mmengine.registry import DefaultScope
 
@@ -109,19 +112,23 @@ def test_mmddetr_dino_is_mmdet_dino(det_batch, assert_same_detections):
         assert layer.self_attn.attention_weights.weight.abs().sum() == 0
     assert type(ours) is DINO and type(ours.encoder) is DeformableDetrTransformerEncoder
     assert type(ours.decoder) is DinoTransformerDecoder
-    assert all(type(layer) is DeformableDetrTransformerDecoderLayer for layer in ours.decoder.layers)
+    assert all(type(layer) is FastDeformableDetrTransformerEncoderLayer for layer in ours.encoder.layers)
+    assert all(type(layer) is FastDeformableDetrTransformerDecoderLayer for layer in ours.decoder.layers)
     kinds = {type(m) for m in ours.modules()}
-    assert {MultiScaleDeformableAttention, FastMultiheadAttention, FastFFN} <= kinds and MmcvAttention not in kinds
-    with torch.no_grad():
-        for p in theirs.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
+    assert {FastMultiScaleDeformableAttention, FastMultiheadAttention, FastFFN} <= kinds and MmcvAttention not in kinds
+    assert packages_of(ours)['assigners'] == packages_of(ours)['match_costs'] == {'mmddetr'}
+    assert packages_of(theirs) == dict(modules={'mmdet', 'mmcv', 'mmengine', 'torch'}, assigners={'mmdet'},
+                                       match_costs={'mmdet'})
+    perturb(theirs)
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    _assert_same_detector(theirs.eval(), ours.eval(), 'head', det_batch, assert_same_detections)
+    _assert_same_detector(theirs.eval(), ours.eval(), det_batch, assert_same_detections)
 
 
-def _assert_same_detector(theirs, ours, float64_through, det_batch, assert_same_detections):
+def _assert_same_detector(theirs, ours, det_batch, assert_same_detections):
     """Per-query head outputs and detections, training losses (denoising queries included) and float64 gradients of
-    every parameter through the head outputs (``'head'``) or the encoder's memory (``'encoder'``)."""
+    every parameter through the per-query head outputs."""
+    from mmdet.models.detectors import DDQDETR
+
     inputs, samples = det_batch()
     with torch.no_grad():
         # per-query head outputs, before any top-k over queries x classes
@@ -145,22 +152,23 @@ def _assert_same_detector(theirs, ours, float64_through, det_batch, assert_same_
     ours.parse_losses(losses[1])[0].backward()
     assert ours.encoder.layers[0].self_attn.sampling_offsets.weight.grad.abs().sum() > 0
 
-    # float64 gradients of every parameter through the per-query head outputs or the memory (eval: no denoising)
+    # float64 gradients of every parameter through the per-query head outputs (eval: no denoising)
     theirs.eval(), ours.eval()
 
     def outputs(model, images):
-        if float64_through == 'encoder':
-            encoder_inputs, _ = model.pre_transformer(model.extract_feat(images), copy.deepcopy(samples))
-            return [model.forward_encoder(**encoder_inputs)['memory']]
         return [t for t in tree_leaves(model._forward(images, copy.deepcopy(samples))) if t.is_floating_point()]
+
+    def float64_loss(model):  # a float64 copy
+        if isinstance(model, DDQDETR):
+            model.cache_dict['dqs_cfg'] = None  # distinct-query selection off: mmcv's NMS kernel is float32 only
+        return sum((out * w).sum() for out, w in zip(outputs(model, inputs.double()), weights))
 
     with torch.no_grad():
         weights = [torch.randn(out.shape, dtype=torch.float64) for out in outputs(theirs, inputs)]
-    _assert_same_float64_gradients(theirs, ours, lambda model: sum(
-        (out * w).sum() for out, w in zip(outputs(model, inputs.double()), weights)))
+    _assert_same_float64_gradients(theirs, ours, float64_loss)
 
 
-def test_mask2former_pixel_decoder_on_our_attention():
+def test_mask2former_pixel_decoder_on_our_attention(perturb):
     from mmdet.registry import MODELS
     cfg = _mmdet_config('mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py').model.panoptic_head.pixel_decoder
     cfg.update(in_channels=[32, 64, 128, 256], strides=[4, 8, 16, 32], feat_channels=64, out_channels=64)
@@ -174,7 +182,7 @@ def test_mask2former_pixel_decoder_on_our_attention():
         decoder.init_weights()
         return decoder
 
-    theirs, ours = _build_pair(build)
+    theirs, ours = _build_pair(build, perturb)
     gen = torch.Generator().manual_seed(0)
     feats = [torch.randn(2, c, 64 // s, 80 // s, generator=gen) for c, s in zip(cfg.in_channels, cfg.strides)]
     with torch.no_grad():
@@ -191,7 +199,7 @@ def test_mask2former_pixel_decoder_on_our_attention():
     _assert_same_float64_gradients(theirs, ours, loss)
 
 
-def test_grounding_dino_encoder_and_decoder_layer_on_our_attention():
+def test_grounding_dino_encoder_and_decoder_layer_on_our_attention(perturb):
     """Grounding DINO's visual-text encoder (deformable self-attention, fusion and text layers) and its decoder layer
     (deformable cross-attention to the image after text cross-attention), as its config builds them."""
     from mmdet.models.layers.transformer.grounding_dino_layers import (GroundingDinoTransformerDecoderLayer,
@@ -231,7 +239,7 @@ def test_grounding_dino_encoder_and_decoder_layer_on_our_attention():
 
     for build, run in ((lambda: GroundingDinoTransformerEncoder(**encoder_cfg), run_encoder),
                        (lambda: GroundingDinoTransformerDecoderLayer(**layer_cfg), run_decoder_layer)):
-        theirs, ours = _build_pair(build)
+        theirs, ours = _build_pair(build, perturb)
         with torch.no_grad():
             for o, t in zip(tree_leaves(run(ours)), tree_leaves(run(theirs))):
                 torch.testing.assert_close(o, t, atol=1e-4, rtol=1e-4)
@@ -278,10 +286,13 @@ def test_custom_import_in_an_mmdet_config_builds_our_attention(tmp_path):
 def test_our_dino_config_is_mmdets_recipe():
     """configs/dino/dino_4scale_r50_12e.py builds on Deformable DETR R50's config; its model and schedule are mmdet's
     DINO-4scale R50 12-epoch recipe (num_feature_levels=4 written out, mmdet's default), built as mmddetr's DINO
-    with the encoder's inference chunk set."""
+    on the fast modules (configs/_base_/fast_modules.py's three types)."""
     ours = Config.fromfile('configs/dino/dino_4scale_r50_12e.py')
     theirs = _mmdet_config('dino/dino-4scale_r50_8xb2-12e_coco.py')
-    assert ours.model.encoder.layer_cfg.pop('inference_chunk') == 2048  # our encoder's speed setting, same values
+    assert ours.model.data_preprocessor.pop('type') == 'ChannelsLastDetDataPreprocessor'
+    assert theirs.model.data_preprocessor.pop('type') == 'DetDataPreprocessor'  # our detectors' default
+    assert ours.model.encoder.layer_cfg.pop('type') == 'FastDeformableDetrTransformerEncoderLayer'
+    assert ours.model.decoder.layer_cfg.pop('type') == 'FastDeformableDetrTransformerDecoderLayer'
     assert ours.model.to_dict() == dict(theirs.model.to_dict(), num_feature_levels=4)
     for key in ('param_scheduler', 'train_cfg', 'auto_scale_lr', 'test_pipeline'):
         assert ours[key] == theirs[key], key

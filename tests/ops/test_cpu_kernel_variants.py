@@ -1,5 +1,5 @@
-"""The CPU kernels' two variants, forced with MMDDETR_CPU_KERNEL in fresh processes: each against the reference, the
-same dropout masks from both, auto's pick and bad settings."""
+"""The CPU kernels' two variants, forced with MMDDETR_CPU_KERNEL in fresh processes: each against the reference (and
+summing 16-bit inputs in float32), the same dropout masks from both, auto's pick and bad settings."""
 import json
 import os
 import subprocess
@@ -10,18 +10,24 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Forward and gradients against the reference for runtime and unrolled head dims (8, 71; 16, 32, 64), query splits
-# across threads (1 image, 1200 queries), every dtype; then the status and a digest of a dropout output.
+# across threads (1 image, 1200 queries), every dtype; 16-bit sums in float32 (tests/ops/float32_sums.py); then the
+# status and a digest of a dropout output.
 SCRIPT = r'''
-import hashlib, json, torch
+import hashlib, json, sys, torch
 from mmddetr.ops import extension_status, multi_scale_deformable_attn, multi_scale_deformable_attn_pytorch
+sys.path.insert(0, 'tests/ops')
+from float32_sums import assert_sums_in_float32
 
 torch.set_num_threads(2)
 gen = torch.Generator().manual_seed(0)
 shapes = torch.tensor([[6, 4], [3, 2], [1, 1]])
 starts = torch.tensor([0, 24, 30])
-for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
+for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
+    opmath = torch.float64 if dtype == torch.float64 else torch.float32
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    # a 16-bit result is the float32 one rounded to dtype: within half a unit in the last place (eps / 2, relative)
+    rtol = tol if dtype == opmath else torch.finfo(dtype).eps
     for bs, heads, dims, queries in ((2, 2, 8, 7), (2, 8, 32, 40), (1, 1, 16, 1200), (1, 2, 64, 9), (3, 1, 71, 5)):
-        opmath = torch.float64 if dtype == torch.float64 else torch.float32
         value = torch.randn(bs, 31, heads, dims, generator=gen, dtype=torch.float64).to(dtype)
         locations = (torch.rand(bs, queries, heads, 3, 4, 2, generator=gen, dtype=torch.float64) * 1.4 - 0.2)
         weights = torch.rand(bs, queries, heads, 3, 4, generator=gen, dtype=torch.float64)
@@ -34,9 +40,12 @@ for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4), (torch.bfloat1
             out = fn(leaves[0], shapes, starts, leaves[1], leaves[2])
             results.append([out, *torch.autograd.grad(out.to(opmath), leaves, grad_out)])
         for name, ours, ref in zip(('output', 'grad value', 'grad locations', 'grad weights'), *results):
-            assert ours.dtype == (dtype if name in ('output', 'grad value') else opmath), (name, ours.dtype)
-            torch.testing.assert_close(ours.to(opmath), ref, rtol=tol, atol=tol,
+            in_dtype = name in ('output', 'grad value')
+            assert ours.dtype == (dtype if in_dtype else opmath), (name, ours.dtype)
+            torch.testing.assert_close(ours.to(opmath), ref, rtol=rtol if in_dtype else tol, atol=tol,
                                        msg=lambda m: f'{name} {dtype} {(bs, heads, dims, queries)}: {m}')
+for dtype in (torch.bfloat16, torch.float16):
+    assert_sums_in_float32(multi_scale_deformable_attn, dtype)
 x = torch.randn(3, 70001, generator=gen)
 digest = hashlib.sha256(torch.ops.mmddetr.dropout(x, 0.3, 1234).numpy().tobytes()).hexdigest()
 print(json.dumps({'status': extension_status(), 'dropout': digest}))

@@ -5,8 +5,16 @@ import os
 import pytest
 import torch
 
-from mmddetr.ops import multi_scale_deformable_attn, multi_scale_deformable_attn_pytorch
+from mmddetr.ops import extension_status, multi_scale_deformable_attn, multi_scale_deformable_attn_pytorch
 from mmddetr.ops import ms_deform_attn as op_module
+
+
+@pytest.fixture(autouse=True)
+def compiled_cpu_kernel():
+    """The op's own checks and kernels are under test: without them the entry runs the reference, unchecked."""
+    assert torch._C._dispatch_has_kernel_for_dispatch_key('mmddetr::ms_deform_attn', 'CPU'), extension_status()
+    assert 'cpu' in op_module._KERNEL_DEVICES  # what multi_scale_deformable_attn sends to the kernel
+
 
 NAMES = ('value', 'spatial_shapes', 'level_start_index', 'sampling_locations', 'attention_weights')
 
@@ -160,6 +168,8 @@ def test_non_finite_locations_give_finite_outputs_and_gradients(msda_inputs):
                          grads(multi_scale_deformable_attn_pytorch, finite)):
         assert torch.isfinite(ours).all()
         torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+    # the grid_sample reference itself propagates NaN (docs/op.md says where the two differ)
+    assert multi_scale_deformable_attn_pytorch(value, shapes, starts, locations, weights).isnan().any()
 
 
 def test_direct_op_rejects_what_the_python_entry_converts(msda_inputs):

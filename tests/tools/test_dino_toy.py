@@ -1,5 +1,6 @@
-"""The toy DINO config (mmdet's DINO on our attention) through tools/train.py and tools/test.py: its training steps,
-denoising queries included, run on our op; its checkpoint loads into mmdet's DINO with mmcv's attention."""
+"""The toy DINO config (``mmddetr.DINO``: mmdet's DINO on our layers and attention) through tools/train.py and
+tools/test.py: its training steps, denoising queries included, run on our op; its checkpoint loads into mmdet's own
+DINO with mmcv's attention."""
 import os.path as osp
 
 import torch
@@ -26,8 +27,11 @@ def test_toy_dino_trains_validates_and_tests(run_tool, toy_options, tmp_path):
     from mmengine.registry import DefaultScope
 
     from mmddetr.models import MultiScaleDeformableAttention, mmdet_attention
-    cfg = Config.fromfile(DINO_TOY)  # its custom import switches mmdet to our attention; built with mmcv's here
+    cfg = Config.fromfile(DINO_TOY)  # the same config keys built as mmdet's DINO, on mmcv's attention
     cfg.merge_from_dict({o.split('=')[0]: int(o.split('=')[1]) for o in toy_options if o.startswith('model.')})
+    cfg.model.data_preprocessor.type = 'DetDataPreprocessor'  # mmdet's, for configs/_base_/fast_modules.py's types
+    for coder in (cfg.model.encoder, cfg.model.decoder):
+        coder.layer_cfg.pop('type')  # mmdet's coders build their own layer classes
     register_all_modules(init_default_scope=False)
     with mmdet_attention(mmddetr=False):
         with DefaultScope.overwrite_default_scope('mmdet'):

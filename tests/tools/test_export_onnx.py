@@ -2,9 +2,12 @@
 predictions.json and pictures; bad input (another config's checkpoint, an existing --out, an unsupported opset)."""
 import json
 import os.path as osp
+import re
 
 import mmcv
 import pytest
+import torch
+from mmengine.structures import InstanceData
 
 from conftest import TOY, check_ok
 
@@ -12,6 +15,8 @@ pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
 PLAIN = 'configs/toy/deformable_detr_r18_toy.py'
+# predictions.json rounds scores to 1e-4 and boxes to 0.01 px: two values within rounding may round one step apart
+SCORE_ROUNDING, BOX_ROUNDING = 1e-4 + 1e-9, 0.01 + 1e-9
 
 
 def _small_config(tmp_path, base):
@@ -22,7 +27,7 @@ def _small_config(tmp_path, base):
     return str(path)
 
 
-def _random_checkpoint(config, path):
+def _random_checkpoint(config, path, perturb):
     """A checkpoint of ``config`` with random weights and the toy classes, as training saves it."""
     import torch
     from mmengine.config import Config
@@ -36,26 +41,37 @@ def _random_checkpoint(config, path):
     with DefaultScope.overwrite_default_scope('mmddetr'):
         model = MODELS.build(cfg.model)
         model.init_weights()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
+    perturb(model)
     torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=ToyShapesDataset.METAINFO)), path)
     return str(path)
 
 
-def _same_detection(d, e):
-    """Same class, score within its rounding (1e-4) and box within its rounding (0.01 px)."""
-    return (d['class_name'] == e['class_name'] and abs(d['score'] - e['score']) <= 1e-4 + 1e-9
-            and max(abs(a - b) for a, b in zip(d['bbox'], e['bbox'])) <= 0.01 + 1e-9)
+def _instances(record, classes):
+    """One image's detections of predictions.json as InstanceData, float64 (the rounded values compare exactly);
+    each class name must be that of its label."""
+    detections = record['detections']
+    assert all(d['class_name'] == classes[d['label']] for d in detections)
+    return InstanceData(scores=torch.tensor([d['score'] for d in detections], dtype=torch.float64),
+                        labels=torch.tensor([d['label'] for d in detections]),
+                        bboxes=torch.tensor([d['bbox'] for d in detections], dtype=torch.float64).view(-1, 4))
 
 
-def test_exported_model_gives_the_pytorch_predictions_and_pictures(run_tool, toy_root, tmp_path):
+def test_exported_model_gives_the_pytorch_predictions_and_pictures(run_tool, toy_root, tmp_path, detection_pairs,
+                                                                   assert_same_detections, perturb):
+    from mmddetr.datasets import ToyShapesDataset
+    from mmddetr.export.onnx import dataset_meta_of
+
     config = _small_config(tmp_path, TOY)
-    checkpoint = _random_checkpoint(config, tmp_path / 'toy.pth')
+    checkpoint = _random_checkpoint(config, tmp_path / 'toy.pth', perturb)
     model = str(tmp_path / 'toy.onnx')
     proc = check_ok(run_tool('export_onnx.py', config, checkpoint, '--out', model, '--size', '96', '128'))
     assert 'onnx.checker: passed' in proc.stdout and f'wrote {model}' in proc.stdout, proc.stdout
-    assert 'largest difference of scores' in proc.stdout
+    # checked on a batch of two images of --size, one padded from 3/4 of it
+    assert re.search(r'on 2 images of 96x128 \(one padded from 72x96\): largest difference of scores \S+, of boxes '
+                     r'\S+ px; labels differ at \S+% of the ranks', proc.stdout), proc.stdout
+    # the class names and colours travel in the file's metadata
+    meta = ToyShapesDataset.METAINFO
+    assert dataset_meta_of(model) == dict(classes=tuple(meta['classes']), palette=[tuple(c) for c in meta['palette']])
     images = osp.join(toy_root, 'val')
     outs = {}
     for backend, weights in (('pytorch', checkpoint), ('onnxruntime', model)):
@@ -64,14 +80,13 @@ def test_exported_model_gives_the_pytorch_predictions_and_pictures(run_tool, toy
                           '--backend', backend))
     ours, theirs = (json.loads((outs[b] / 'predictions.json').read_text()) for b in ('onnxruntime', 'pytorch'))
     assert len(ours) == len(theirs) == 8
+    classes = meta['classes']
     for o, t in zip(ours, theirs):
         assert (o['image'], o['height'], o['width']) == (t['image'], t['height'], t['width'])
         assert len(o['detections']) == len(t['detections']) == 100
-        # each detection has one of the same class, score (rounded to 1e-4) and box (rounded to 0.01 px) in the
-        # other: scores tying within rounding may come out of the top-k in either order
-        for mine, other in ((o, t), (t, o)):
-            for d in mine['detections']:
-                assert any(_same_detection(d, e) for e in other['detections']), d
+        # the same detections, within the rounding (scores tying within it may come out in either order)
+        assert_same_detections(_instances(o, classes), _instances(t, classes), score_atol=SCORE_ROUNDING,
+                               box_atol=BOX_ROUNDING)
     pictures = sorted(p.name for p in outs['pytorch'].glob('*.png'))
     assert len(pictures) == 8 and pictures == sorted(p.name for p in outs['onnxruntime'].glob('*.png'))
     # a picture draws its detections in rank order, so tied scores may change which box is drawn on top (or which
@@ -79,7 +94,8 @@ def test_exported_model_gives_the_pytorch_predictions_and_pictures(run_tool, toy
     # score is written to 0.1 %, so a score on a rounding boundary may still change one label's digit (0.4 %)
     compared = 0
     for o, t in zip(ours, theirs):
-        if not all(_same_detection(d, e) for d, e in zip(o['detections'], t['detections'])):
+        same = detection_pairs(_instances(o, classes), _instances(t, classes), SCORE_ROUNDING, BOX_ROUNDING)
+        if not same.diagonal().all():
             continue
         name = osp.splitext(osp.basename(o['image']))[0] + '.png'
         pytorch, onnxruntime = (mmcv.imread(str(outs[b] / name)) for b in ('pytorch', 'onnxruntime'))
@@ -100,9 +116,9 @@ def test_exported_model_gives_the_pytorch_predictions_and_pictures(run_tool, toy
     assert 'Traceback' not in proc.stderr
 
 
-def test_bad_input_is_named_and_nothing_is_written(run_tool, tmp_path):
+def test_bad_input_is_named_and_nothing_is_written(run_tool, tmp_path, perturb):
     config = _small_config(tmp_path, TOY)
-    plain_checkpoint = _random_checkpoint(_small_config(tmp_path, PLAIN), tmp_path / 'plain.pth')
+    plain_checkpoint = _random_checkpoint(_small_config(tmp_path, PLAIN), tmp_path / 'plain.pth', perturb)
     out = tmp_path / 'model.onnx'
 
     proc = run_tool('export_onnx.py', config, plain_checkpoint, '--out', str(out))  # a plain model's weights

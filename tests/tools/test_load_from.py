@@ -1,6 +1,6 @@
-"""``load_from`` in tools/train.py: a checkpoint missing weights of the model stops training with one line, unless
-a partial load is asked for, as does one that cannot be read; a checkpoint with another class count fine-tunes (its
-class layers skipped)."""
+"""``load_from`` and ``--resume CKPT`` in tools/train.py: a checkpoint missing weights of the model stops training with
+one line, unless a partial load is asked for, as does one that cannot be read; a checkpoint with another class count
+fine-tunes (its class layers skipped)."""
 import math
 import os.path as osp
 
@@ -48,6 +48,8 @@ def test_checkpoint_missing_weights_stops_training_unless_partial(run_tool, toy_
                f'load it partially: --cfg-options {PARTIAL}\n')
     assert proc.stderr.endswith(message), proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr and not osp.exists(osp.join(work, 'iter_1.pth'))
+    proc = run_tool('train.py', TOY, '--work-dir', work, '--resume', path, '--cfg-options', *_options(toy_options))
+    assert proc.returncode == 1 and proc.stderr.endswith(message), proc.stderr[-3000:]
 
     work = str(tmp_path / 'partial')
     proc = check_ok(run_tool('train.py', TOY, '--work-dir', work, '--cfg-options', *options, PARTIAL))
@@ -61,9 +63,11 @@ def test_unreadable_or_absent_checkpoint_stops_training_with_one_line(run_tool, 
     cut = tmp_path / 'cut.pth'
     torch.save({'state_dict': {'w': torch.zeros(1000)}}, str(cut))
     cut.write_bytes(cut.read_bytes()[:200])
-    for path, reason in ((cut, 'cannot be read'), (tmp_path / 'absent.pth', 'no such file')):
+    absent = tmp_path / 'absent.pth'
+    for path, reason, loaded_by in ((cut, 'cannot be read', [f'load_from={cut}']),
+                                    (absent, 'no such file', ['--resume', str(absent)])):
         proc = run_tool('train.py', TOY, '--work-dir', str(tmp_path / path.stem), '--cfg-options',
-                        *_options(toy_options), f'load_from={path}')
+                        *_options(toy_options), *loaded_by)
         assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
         assert proc.stderr.splitlines()[-1].startswith(f'error: checkpoint {path}: {reason}'), proc.stderr[-3000:]
 

@@ -3,9 +3,10 @@ import glob
 import importlib.util
 import json
 import os
+from pathlib import Path
 
 import torch
-from conftest import TOY, load_checkpoint
+from conftest import TOY, TOY_ROOT_ARGS, load_checkpoint
 
 
 def _toy_demo():
@@ -134,3 +135,18 @@ def test_learning_curve_judges_the_targets_by_images_seen(tmp_path):
     assert lines[-2].endswith('at 2,392 images (4.9 min), met')
     text = learning_curve(history[:1], 8, str(tmp_path / 'd.txt'))  # stopped before 4,800 images
     assert text.splitlines()[-1].endswith('not judged, trained 2,392 images')
+
+
+def test_make_toy_dataset_writes_both_splits_as_the_library_makes_them(toy_root, tmp_path):
+    """``tools/make_toy_dataset.py TOY_ROOT_ARGS`` (the ``toy_root`` fixture): both splits, byte for byte the files
+    the library function writes for the same arguments."""
+    from mmddetr.datasets import make_toy_dataset
+    args = {name[2:].replace('-', '_'): int(value) for name, value in zip(TOY_ROOT_ARGS[::2], TOY_ROOT_ARGS[1::2])}
+    make_toy_dataset(str(tmp_path) + '/', **args)
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob('*') if p.is_file())
+    assert sorted(str(p.relative_to(toy_root)) for p in Path(toy_root).rglob('*') if p.is_file()) == files
+    folders = [name.split('/')[0] for name in files]
+    assert folders.count('train') == args['num_train'] and folders.count('val') == args['num_val']
+    assert {'annotations/instances_train.json', 'annotations/instances_val.json'} <= set(files)
+    for name in files:
+        assert (Path(toy_root) / name).read_bytes() == (tmp_path / name).read_bytes(), name

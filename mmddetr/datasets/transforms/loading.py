@@ -9,6 +9,7 @@ from mmengine import fileio
 from mmengine.logging import print_log
 
 from mmddetr.registry import TRANSFORMS
+from ..coco import DatasetError
 
 
 @TRANSFORMS.register_module()
@@ -30,7 +31,7 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
 
     def __init__(self, *args, on_error: str = 'raise', **kwargs) -> None:
         if on_error not in ('raise', 'skip'):
-            raise ValueError(f"LoadImageFromFile: on_error must be 'raise' or 'skip', got {on_error!r}")
+            raise DatasetError(f"LoadImageFromFile: on_error must be 'raise' or 'skip', got {on_error!r}")
         super().__init__(*args, **kwargs)
         self.on_error = 'skip' if self.ignore_empty else on_error
 

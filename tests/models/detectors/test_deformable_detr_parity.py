@@ -10,10 +10,17 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 MMDET_CONFIGS = os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs', 'deformable_detr')
-VARIANTS = {
-    'deformable_detr_r50.py': 'deformable-detr_r50_16xb2-50e_coco.py',
-    'deformable_detr_r50_refine.py': 'deformable-detr-refine_r50_16xb2-50e_coco.py',
-    'deformable_detr_r50_refine_twostage.py': 'deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
+# mmdet 3.3.0 has no single-scale config: its plain one with C5 only and one level in every attention
+SINGLE_SCALE = {
+    'model.num_feature_levels': 1, 'model.backbone.out_indices': (3, ), 'model.neck.in_channels': [2048],
+    'model.neck.num_outs': 1, 'model.encoder.layer_cfg.self_attn_cfg.num_levels': 1,
+    'model.decoder.layer_cfg.cross_attn_cfg.num_levels': 1
+}
+VARIANTS = {  # our config: mmdet's config, changes to it
+    'deformable_detr_r50.py': ('deformable-detr_r50_16xb2-50e_coco.py', {}),
+    'deformable_detr_r50_refine.py': ('deformable-detr-refine_r50_16xb2-50e_coco.py', {}),
+    'deformable_detr_r50_refine_twostage.py': ('deformable-detr-refine-twostage_r50_16xb2-50e_coco.py', {}),
+    'deformable_detr_r50_single_scale.py': ('deformable-detr_r50_16xb2-50e_coco.py', SINGLE_SCALE),
 }
 
 
@@ -31,7 +38,7 @@ def _randomise(model: nn.Module, seed: int = 0) -> None:
 
 
 @pytest.fixture(scope='module', params=list(VARIANTS))
-def model_pair(request, no_dropout):
+def model_pair(request, no_dropout, packages_of):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS as MMDET_MODELS
@@ -41,7 +48,9 @@ def model_pair(request, no_dropout):
 
     register_all_modules(init_default_scope=False)
     torch.manual_seed(0)
-    theirs_cfg = Config.fromfile(os.path.join(MMDET_CONFIGS, VARIANTS[request.param]))
+    mmdet_config, changes = VARIANTS[request.param]
+    theirs_cfg = Config.fromfile(os.path.join(MMDET_CONFIGS, mmdet_config))
+    theirs_cfg.merge_from_dict(changes)
     ours_cfg = Config.fromfile(os.path.join('configs', request.param))
     for cfg in (theirs_cfg, ours_cfg):
         cfg.model.backbone.init_cfg = None
@@ -52,6 +61,9 @@ def model_pair(request, no_dropout):
     with DefaultScope.overwrite_default_scope('mmddetr'):
         ours = MODELS.build(ours_cfg.model)
     assert type(theirs).__module__.startswith('mmdet.') and type(ours).__module__.startswith('mmddetr.')
+    assert packages_of(theirs) == dict(modules={'mmdet', 'mmcv', 'mmengine', 'torch'}, assigners={'mmdet'},
+                                       match_costs={'mmdet'})
+    assert packages_of(ours)['assigners'] == packages_of(ours)['match_costs'] == {'mmddetr'}
     _randomise(theirs)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return no_dropout(theirs), no_dropout(ours)

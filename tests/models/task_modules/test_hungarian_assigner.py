@@ -60,18 +60,22 @@ def test_half_precision_predictions_give_float32_costs():
     pred, gt = instances(20, 4, dtype=torch.float16)
     pred.scores = pred.scores * 30  # large logits: float16 focal costs degenerate
     for cfg in COSTS:
-        assert TASK_UTILS.build(cfg)(pred_instances=pred, gt_instances=gt, img_meta=IMG_META).dtype == torch.float32
+        cost = TASK_UTILS.build(cfg)
+        assert type(cost).__module__ == 'mmddetr.models.task_modules.match_costs'
+        assert cost(pred_instances=pred, gt_instances=gt, img_meta=IMG_META).dtype == torch.float32
     pred32 = InstanceData(scores=pred.scores.float(), bboxes=pred.bboxes.float())
     assigner = HungarianAssigner(COSTS)
-    torch.testing.assert_close(assigner.assign(pred, gt, IMG_META).gt_inds, assigner.assign(pred32, gt, IMG_META).gt_inds)
+    torch.testing.assert_close(assigner.assign(pred, gt, IMG_META).gt_inds,
+                               assigner.assign(pred32, gt, IMG_META).gt_inds)
 
 
 @pytest.mark.parametrize('seed', range(3))
 def test_costs_and_assignment_equal_mmdets(seed):
     pred, gt = instances(30, 6, seed)
-    ours, theirs = HungarianAssigner(COSTS), MMDetAssigner([dict(cfg) for cfg in COSTS])
-    for our_cost, cfg in zip(ours.match_costs, COSTS):
-        their_cost = MMDET_TASK_UTILS.build(dict(cfg, type='mmdet.' + cfg['type']))
+    ours, theirs = HungarianAssigner(COSTS), MMDetAssigner([dict(cfg, type='mmdet.' + cfg['type']) for cfg in COSTS])
+    assert [type(c).__module__ for c in ours.match_costs] == ['mmddetr.models.task_modules.match_costs'] * 3
+    assert [type(c).__module__ for c in theirs.match_costs] == ['mmdet.models.task_modules.assigners.match_cost'] * 3
+    for our_cost, their_cost in zip(ours.match_costs, theirs.match_costs):
         torch.testing.assert_close(our_cost(pred_instances=pred, gt_instances=gt, img_meta=IMG_META),
                                    their_cost(pred_instances=pred, gt_instances=gt, img_meta=IMG_META))
     torch.testing.assert_close(ours.assign(pred, gt, IMG_META).gt_inds, theirs.assign(pred, gt, IMG_META).gt_inds)
