@@ -24,6 +24,8 @@ import json
 import multiprocessing
 import time
 
+from mmddetr.benchmark import peak_memory_bytes
+
 LEVELS = ((100, 167), (50, 84), (25, 42), (13, 21))
 HEADS, DIMS, POINTS = 8, 32, 4
 TARGETS = {  # (device, shape, mode): minimum speed-up over mmcv, from the foundation issue
@@ -77,30 +79,6 @@ def run_op(impl, inputs):
     from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
     return multi_scale_deformable_attn_pytorch(value, spatial_shapes, locations.to(value.dtype),
                                                weights.to(value.dtype))
-
-
-def _peak_rss_bytes():
-    with open('/proc/self/status') as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith('VmHWM'))
-
-
-def _reset_peak_rss():
-    with open('/proc/self/clear_refs', 'w') as clear_refs:
-        clear_refs.write('5')
-
-
-def peak_memory_bytes(step, device):
-    """Peak memory one call of ``step()`` adds: CUDA peak allocated, or CPU peak resident set size."""
-    import torch
-    if device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        return torch.cuda.max_memory_allocated() - base
-    _reset_peak_rss()
-    base = _peak_rss_bytes()
-    step()
-    return _peak_rss_bytes() - base
 
 
 def measure(impl, shape, mode, device, dtype_name, threads, repeat, levels=LEVELS):

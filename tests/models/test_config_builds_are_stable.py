@@ -1,9 +1,10 @@
 """What a shipped config builds follows from the config alone: in a fresh process, every shipped config built, then
 ``mmddetr.mmdet_ops`` imported and the other tools' entry points run (mmdet's own DETRs built from mmdet's configs,
-which also rewrites mmcv's ``MultiheadAttention`` default dropout, tools/benchmark_model.py's builds, which register a
-class in mmdet's registry, a Runner, mmdet's ``register_all_modules`` making 'mmdet' the default scope), then every
-config built again: the same module classes and dropout rates, and for the toy configs the same initial weights,
-predictions and losses, bitwise."""
+which also rewrites mmcv's ``MultiheadAttention`` default dropout, tools/benchmark_model.py's builds of mmdet's toy
+detector and ours, a Runner, mmdet's ``register_all_modules`` making 'mmdet' the default scope), then every config
+built again: the same module classes and dropout rates, and for the toy configs the same initial weights, predictions
+and losses, bitwise. mmdet's model registry holds the same names before and after: the benchmark builds its mmdet
+subclass from the class itself, registering nothing."""
 import os
 import subprocess
 import sys
@@ -82,11 +83,10 @@ def other_entry_points(work_dir):
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmdet.utils import register_all_modules
 
+    from mmddetr.benchmark import build_detector
     from mmddetr.engine import build_runner, load_config
     build_runner(load_config(MAIN, work_dir=work_dir))  # sets the default scope, seeds, the logger
-    sys.path.insert(0, 'tools')
-    import benchmark_model
-    benchmark_model.build('ours', 'cpu', toy=True)  # mmdet's toy model too, and its class registered in mmdet's
+    build_detector('ours', MAIN)  # tools/benchmark_model.py's toy row: mmdet's toy model (its subclass), then ours
     mmdet_configs = os.path.join(os.path.dirname(__import__('mmdet').__file__), '.mim', 'configs')
     register_all_modules(init_default_scope=False)
     for path in ('dino/dino-4scale_r50_8xb2-12e_coco.py', 'deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'):
@@ -98,6 +98,9 @@ def other_entry_points(work_dir):
 
 
 before = {config: record(config) for config in CONFIGS}
+from mmdet.registry import MODELS as MMDET_MODELS  # noqa: E402
+
+mmdet_models = sorted(MMDET_MODELS.module_dict)
 other_entry_points(sys.argv[2])
 
 from mmcv.cnn.bricks.transformer import MultiheadAttention  # noqa: E402
@@ -105,7 +108,8 @@ from mmcv.cnn.bricks.transformer import MultiheadAttention  # noqa: E402
 from mmddetr.models import mmdet_uses_mmddetr_attention  # noqa: E402
 evidence = dict(mmdet_uses_ours=mmdet_uses_mmddetr_attention(),
                 scope=DefaultScope.get_current_instance().scope_name,
-                mmcv_default_drop=dict(inspect.signature(MultiheadAttention).parameters['dropout_layer'].default))
+                mmcv_default_drop=dict(inspect.signature(MultiheadAttention).parameters['dropout_layer'].default),
+                mmdet_models_kept=sorted(MMDET_MODELS.module_dict) == mmdet_models)
 after = {config: record(config) for config in CONFIGS}
 torch.save(dict(before=before, after=after, evidence=evidence), sys.argv[1])
 '''
@@ -120,7 +124,7 @@ def test_every_config_builds_the_same_model_whatever_ran_before(tmp_path):
     # the process did change: mmdet on our attention, mmdet's default scope, mmcv's default dropout rewritten by the
     # deprecated ``dropout`` of mmdet's Deformable DETR config
     assert records['evidence'] == dict(mmdet_uses_ours=True, scope='mmdet',
-                                       mmcv_default_drop=dict(type='Dropout', drop_prob=0.1))
+                                       mmcv_default_drop=dict(type='Dropout', drop_prob=0.1), mmdet_models_kept=True)
     before, after = records['before'], records['after']
     assert len(before) == 9 and sum('predictions' in r for r in before.values()) == 4
     for config, first in before.items():

@@ -1,18 +1,25 @@
-"""tools/benchmark_model.py's toy row compares like with like: mmdet's classes (its two-stage head widened to any
-embed dims) on our toy config take the same weights as ours and give the same predictions and losses."""
+"""tools/benchmark_model.py and its harness, mmddetr/benchmark.py: the toy row compares like with like (mmdet's classes,
+its two-stage head widened to any embed dims by a subclass registered nowhere, on our toy config take the same weights
+as ours and give the same predictions and losses), and the tool's toy row runs end to end."""
 import copy
-import os
-import sys
+import json
+import re
 
+import pytest
 import torch
+from conftest import TOY, check_ok
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'tools'))
-from benchmark_model import build, make_batch, toy_train_size  # noqa: E402
+from mmddetr.benchmark import build_detector, deformable_detr_any_dims, make_batch, measure, toy_train_size
 
 
 def test_toy_row_builds_mmdet_and_ours_alike(no_dropout):
-    theirs, ours = (no_dropout(build(impl, 'cpu', toy=True)) for impl in ('mmdet', 'ours'))
-    assert type(theirs).__name__ == 'DeformableDETRAnyDims'
+    from mmdet.registry import MODELS as MMDET_MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    registered = dict(MMDET_MODELS.module_dict)
+    theirs, ours = (no_dropout(build_detector(impl, TOY)) for impl in ('mmdet', 'ours'))
+    assert type(theirs) is deformable_detr_any_dims() and type(theirs).__name__ == 'DeformableDETRAnyDims'
+    assert MMDET_MODELS.module_dict == registered  # built from the class itself: mmdet's registry is as it was
     assert type(ours).__module__.startswith('mmddetr.')
     assert ours.embed_dims == theirs.embed_dims == 128
     inputs, samples = make_batch(2, 96, 128, 'cpu', num_classes=5)
@@ -35,7 +42,7 @@ def test_dino_rows_are_mmdets_dino_and_ours():
     from mmdet.models.detectors import DINO as MmdetDINO
 
     from mmddetr.models import DINO, FastMultiScaleDeformableAttention, MultiScaleDeformableAttention
-    theirs, ours = (build(impl, 'cpu', toy=True, model_name='dino') for impl in ('mmdet', 'ours'))
+    theirs, ours = (build_detector(impl, 'configs/toy/dino_r18_toy.py') for impl in ('mmdet', 'ours'))
     assert type(theirs) is MmdetDINO and type(ours) is DINO
     assert {type(m) for m in theirs.modules() if isinstance(m, (MmcvAttention, MultiScaleDeformableAttention))} == {
         MmcvAttention}
@@ -53,3 +60,37 @@ def test_toy_row_times_the_image_size_the_toy_config_trains_at():
     cfg = Config(dict(train_dataloader=dict(dataset=dict(pipeline=[
         dict(type='LoadImageFromFile'), dict(type='Resize', scale=(320, 288), keep_ratio=True)]))))
     assert toy_train_size(cfg) == (288, 320)  # mmdet's scale is (width, height)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="impl: expected 'ours' or 'mmdet', got 'theirs'"):
+        build_detector('theirs', TOY)
+    with pytest.raises(ValueError, match='ours_config, mmdet_config: expected at least one config'):
+        build_detector('ours', None, None)
+    with pytest.raises(ValueError, match=r"variants: expected implementations among .*, got 'mmcv'"):
+        measure([('mmcv', False)], (TOY, None), 'toy train step', 1, (64, 64))
+
+
+def test_benchmark_model_toy_row_end_to_end(run_tool, tmp_path):
+    """The tool's toy row at one round: both detectors checked equal first, the table row and the JSON agree, and
+    both implementations have the same parameters (the same model twice)."""
+    out = tmp_path / 'rows.json'
+    stdout = check_ok(run_tool('benchmark_model.py', '--passes', 'toy train step', '--repeat', '1', '--threads', '1',
+                               '--json', str(out))).stdout
+    lines = stdout.splitlines()
+    assert lines[:3] == [
+        'deformable-detr: device cpu, fp32, 1 threads; predictions of both equal (1e-4)',
+        '| pass | batch | size | ours s | mmdet s | speed-up | target | ours peak MB | mmdet peak MB | params | GFLOPs '
+        '| img/s ours |', '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'], stdout
+    row = re.fullmatch(r'\| toy train step \| 4 \| 384x384 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)x \| - \| (\d+) \| (\d+) '
+                       r'\| ([\d.]+)M \| (\d+) \| ([\d.]+) \|', lines[3])
+    assert row, stdout
+    assert lines[4:] == [f'toy train step: {TOY} built with mmdet\'s classes and ours (5 classes, 6 boxes per image)']
+    report = json.loads(out.read_text())
+    assert len(report) == 1 and report[0]['mode'] == 'toy train step' and report[0]['target'] is None
+    ours, theirs = report[0]['ours'], report[0]['mmdet']
+    assert report[0]['speedup'] == pytest.approx(theirs['seconds'] / ours['seconds'])
+    assert float(row.group(1)) == pytest.approx(ours['seconds'], abs=0.005)
+    assert float(row.group(3)) == pytest.approx(report[0]['speedup'], abs=0.005)
+    assert ours['params'] == theirs['params'] and float(row.group(6)) == round(ours['params'] / 1e6, 1)
+    assert ours['gflops'] > 0 and theirs['gflops'] > 0 and float(row.group(7)) == round(ours['gflops'])
