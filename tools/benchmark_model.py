@@ -18,8 +18,9 @@ peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula f
 Rows: inference at 800x1333 (batch 1; and batch 4 on CUDA) and one training step (forward, loss, backward) at
 512x672 on CPU, 800x1333 on CUDA (batch 2, as the configs' per-GPU batch); and the toy training step (the README's
 main: configs/toy/deformable_detr_r18_toy_refine_twostage.py at its training batch and image size) with each one's
-classes, the step the toy learning target compares; for DINO, configs/toy/dino_r18_toy.py as mmdet's DINO (mmcv's
-attention) and as ours.
+classes (mmdet's: a DeformableDETR subclass whose proposal embedding follows the embed dims, given to the config as a
+class, registered nowhere), the step the toy learning target compares; for DINO, configs/toy/dino_r18_toy.py as mmdet's
+DINO (mmcv's attention) and as ours. The builds and the timing harness: mmddetr/benchmark.py.
 
 ``--passes onnxruntime`` (CPU, fp32, --model deformable-detr): our detector exported to ONNX (tools/export_onnx.py's
 path, traced on a small batch) in ONNX Runtime against our eager PyTorch, inference at 800x1333, batch 1, the same

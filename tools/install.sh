@@ -70,7 +70,10 @@ have "tensorboard==2.21.0" || { say "installing tensorboard 2.21.0"; $PIP "tenso
 # 7. mmddetr itself, editable, with its C++ (and, with a CUDA torch and toolkit, CUDA) extension.
 #    A re-run only recompiles what changed (ninja), so it takes seconds.
 # (looked up from / so that the checkout in the current directory does not count as installed)
-installed_from=$(cd / && $PY -c 'import importlib.util as u, os; s = u.find_spec("mmddetr"); print(os.path.dirname(os.path.dirname(s.origin)) if s else "")' 2>/dev/null || true)
+find_installed='import importlib.util as u, os
+s = u.find_spec("mmddetr")
+print(os.path.dirname(os.path.dirname(s.origin)) if s else "")'
+installed_from=$(cd / && $PY -c "$find_installed" 2>/dev/null || true)
 if [ "$installed_from" = "$(pwd)" ]; then
   say "mmddetr installed from $(pwd): rebuilding its extension in place if sources changed"
   $PY setup.py -q build_ext --inplace

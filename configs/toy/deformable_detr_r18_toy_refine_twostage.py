@@ -37,6 +37,6 @@ param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin
 custom_hooks = _base_.custom_hooks + [
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.02, gamma=50, update_buffers=True, priority=49)]
 default_hooks = dict(checkpoint=dict(interval=300))
-# A fixed seed, so that a rerun on the same machine and thread count repeats the curve: seeds 0 and 1 of this config
-# gave 0.528 and 0.501 mAP after 4,800 images on one thread (docs/benchmarks.md, "The main job").
+# A fixed seed, so that a rerun on the same machine and thread count repeats the curve (what two seeds gave:
+# docs/benchmarks.md, "The main job").
 randomness = dict(seed=0)

@@ -1,4 +1,5 @@
-"""Two-stage query selection of Deformable DETR (arXiv 2010.04159, A.4): encoder pixels as proposals, top-k as queries."""
+"""Two-stage query selection of Deformable DETR (arXiv 2010.04159, A.4): encoder pixels as proposals, top-k as
+queries."""
 import math
 from typing import Dict, Optional, Tuple
 
