@@ -4,12 +4,23 @@ as ours and give the same predictions and losses), and the tool's toy row runs e
 import copy
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 from conftest import TOY, check_ok
 
 from mmddetr.benchmark import build_detector, deformable_detr_any_dims, make_batch, measure, toy_train_size
+
+
+def test_harness_imports_with_torch_alone():
+    """tools/benchmark_op.py takes its peak memory from the harness: importing it loads no OpenMMLab package."""
+    code = ('import sys\n'
+            'import mmddetr.benchmark\n'
+            'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("mmdet", "mmengine", "mmcv", "onnx"))\n'
+            'assert not loaded, loaded\n')
+    subprocess.run([sys.executable, '-c', code], check=True)
 
 
 def test_toy_row_builds_mmdet_and_ours_alike(no_dropout):
