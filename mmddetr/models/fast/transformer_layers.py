@@ -36,13 +36,8 @@ class FastDeformableDetrTransformerEncoderLayer(DeformableDetrTransformerEncoder
     self_attn_type = FastMultiScaleDeformableAttention
     ffn_type = FastFFN
 
-    def __init__(self,
-                 self_attn_cfg: Optional[dict] = None,
-                 ffn_cfg: Optional[dict] = None,
-                 norm_cfg: dict = dict(type='LN'),
-                 init_cfg: Optional[dict] = None,
-                 inference_chunk: Optional[int] = None) -> None:
-        super().__init__(self_attn_cfg=self_attn_cfg, ffn_cfg=ffn_cfg, norm_cfg=norm_cfg, init_cfg=init_cfg)
+    def __init__(self, inference_chunk: Optional[int] = None, **kwargs) -> None:
+        super().__init__(**kwargs)
         if not isinstance(self.self_attn, MultiScaleDeformableAttention):
             raise TypeError(f'self_attn_cfg: the fast encoder layer needs mmddetr\'s MultiScaleDeformableAttention '
                             f'(its project_value and attend), got {type(self.self_attn).__qualname__}; the plain '

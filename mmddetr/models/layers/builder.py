@@ -2,6 +2,7 @@
 import copy
 from typing import Optional, Union
 
+from mmengine.model import ModuleList
 from torch import nn
 
 from mmddetr.registry import MODELS
@@ -24,3 +25,10 @@ def build_from_cfg_or_default(cfg: Optional[dict], default_type: Union[str, type
     same classes in, so mmdet's configs work unchanged and a ``type`` swaps the layer.
     """
     return MODELS.build(cfg_with_default_type(cfg, default_type, **defaults))
+
+
+def build_layers(num_layers: int, layer_cfg: dict, default_type: Union[str, type]) -> ModuleList:
+    """``num_layers`` (at least 1) layers, each built from ``layer_cfg`` (``type`` defaults to ``default_type``)."""
+    if num_layers < 1:
+        raise ValueError(f'num_layers must be at least 1, but got {num_layers}')
+    return ModuleList([build_from_cfg_or_default(layer_cfg, default_type) for _ in range(num_layers)])

@@ -8,7 +8,7 @@ from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
 
 from mmddetr.registry import MODELS
-from .builder import build_from_cfg_or_default
+from .builder import build_from_cfg_or_default, build_layers
 from .multi_scale_deform_attn import MultiScaleDeformableAttention
 from .utils import refine_boxes
 
@@ -99,14 +99,9 @@ class DeformableDetrTransformerDecoder(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if post_norm_cfg is not None:
             raise ValueError(f'post_norm_cfg must be None: Deformable DETR has no post norm, got {post_norm_cfg}')
-        if num_layers < 1:
-            raise ValueError(f'num_layers must be at least 1, but got {num_layers}')
         self.num_layers = num_layers
         self.return_intermediate = return_intermediate
-        self.layers = ModuleList([
-            build_from_cfg_or_default(layer_cfg, DeformableDetrTransformerDecoderLayer)
-            for _ in range(num_layers)
-        ])
+        self.layers = build_layers(num_layers, layer_cfg, DeformableDetrTransformerDecoderLayer)
         self.embed_dims = self.layers[0].embed_dims
 
     def forward(self,

@@ -7,7 +7,7 @@ from mmengine.model import BaseModule, ModuleList
 from torch import Tensor
 
 from mmddetr.registry import MODELS
-from .builder import build_from_cfg_or_default
+from .builder import build_from_cfg_or_default, build_layers
 from .multi_scale_deform_attn import MultiScaleDeformableAttention
 from .utils import pixel_centres
 
@@ -78,13 +78,8 @@ class DeformableDetrTransformerEncoder(BaseModule):
 
     def __init__(self, num_layers: int, layer_cfg: dict, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if num_layers < 1:
-            raise ValueError(f'num_layers must be at least 1, but got {num_layers}')
         self.num_layers = num_layers
-        self.layers = ModuleList([
-            build_from_cfg_or_default(layer_cfg, DeformableDetrTransformerEncoderLayer)
-            for _ in range(num_layers)
-        ])
+        self.layers = build_layers(num_layers, layer_cfg, DeformableDetrTransformerEncoderLayer)
         self.embed_dims = self.layers[0].embed_dims
 
     def forward(self, query: Tensor, query_pos: Tensor, key_padding_mask: Optional[Tensor], spatial_shapes: Tensor,
