@@ -1,5 +1,6 @@
 """Encoder reference points, decoder refinement, the plain layers against mmdet's, and swapping sub-layers through
 config."""
+import pytest
 import torch
 from torch import nn
 
@@ -174,3 +175,9 @@ def test_decoder_attentions_and_ffn_are_swappable_through_config():
     hidden, _ = decoder(**_decoder_inputs())
     assert hidden.shape == (2, 2, 5, 32)
     assert calls == [SubclassedSelfAttention, SubclassedAttention, FFN] * 2
+
+
+@pytest.mark.parametrize('stack', [DeformableDetrTransformerEncoder, DeformableDetrTransformerDecoder])
+def test_a_stack_of_no_layers_is_refused_by_name(stack):
+    with pytest.raises(ValueError, match='num_layers must be at least 1, but got 0'):
+        stack(num_layers=0, layer_cfg=dict())
