@@ -6,11 +6,9 @@ its unprefixed name (``ResNet``, ``CocoDataset``); other codebases reach ours as
 from mmdet import registry as mmdet_registry
 from mmengine.registry import Registry
 
-# The modules that register in each registry, imported at its first lookup. ``mmddetr.engine`` also comes with the
-# models: it registers the checkpoint loader that lets mmengine read its own checkpoints weights-only
-# (:mod:`mmddetr.engine.checkpoint_check`), which every path that builds one of our models and loads weights needs.
+# The modules that register in each registry, imported at its first lookup.
 _LOCATIONS = {
-    'MODELS': ['mmddetr.models', 'mmddetr.engine'],
+    'MODELS': ['mmddetr.models'],
     'TASK_UTILS': ['mmddetr.models'],
     'DATASETS': ['mmddetr.datasets'],
     'TRANSFORMS': ['mmddetr.datasets'],

@@ -12,8 +12,10 @@ from mmengine.config import DictAction
 
 from mmddetr.engine import (ConfigError, build_runner, check_checkpoint_weights, check_data_exists,
                             config_errors_explained, configure_tensorboard, errors_in_one_line, load_config,
-                            read_checkpoint)
-from train import NO_DATA_HINT  # tools/ is on the path when run as a script
+                            mmengine_checkpoint_loader, read_checkpoint)
+
+NO_DATA_HINT = ('To try everything without a download, train the toy config, which makes its own data, and test its '
+                'checkpoint: python tools/train.py configs/toy/deformable_detr_r18_toy_refine_twostage.py')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +47,7 @@ def main(argv=None) -> None:
         cfg.load_from = args.checkpoint
         if args.show or args.show_dir:
             cfg = trigger_visualization_hook(cfg, args)
-        with config_errors_explained(cfg):
+        with config_errors_explained(cfg), mmengine_checkpoint_loader():  # the runner's load_from
             runner = build_runner(cfg)
             runner.test_loop  # builds the dataset first, so that config errors come before checkpoint errors
             check_checkpoint_weights(runner.model, read_checkpoint(args.checkpoint), args.checkpoint)

@@ -25,7 +25,7 @@ import mmcv  # noqa: E402
 import torch  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmddetr.engine import TimeBudgetHook, build_runner, load_config  # noqa: E402
+from mmddetr.engine import TimeBudgetHook, build_runner, load_config, mmengine_checkpoint_loader  # noqa: E402
 
 TOY = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
 # The toy learning targets: (training images seen, val mAP at least, val AP50 at least or None)
@@ -130,7 +130,8 @@ def evaluate_checkpoint(runner: Runner, checkpoint: str) -> dict:
     """COCO metrics on the test set of the checkpoint's weights, which stay in ``runner.model``: the averaged weights
     where a config has an ``EMAHook``. Loaded before ``runner.test()``, whose ``before_run`` rebuilds the hook's average
     from the model's weights of that moment."""
-    runner.load_checkpoint(checkpoint)
+    with mmengine_checkpoint_loader():
+        runner.load_checkpoint(checkpoint)
     return runner.test()
 
 
@@ -160,7 +161,8 @@ def main(argv=None) -> None:
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='TimeBudgetHook', minutes=args.minutes)]
     cfg.test_evaluator.classwise = True
     runner = build_runner(cfg)
-    runner.train()
+    with mmengine_checkpoint_loader():  # a load_from of --config
+        runner.train()
     budget = next(hook for hook in runner.hooks if isinstance(hook, TimeBudgetHook))
     curve = learning_curve(budget.history, batch_size, osp.join(work_dir, 'learning_curve.txt'))
     with open(osp.join(work_dir, 'last_checkpoint')) as f:

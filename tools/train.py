@@ -12,7 +12,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from mmddetr.engine import (ConfigError, build_runner, check_data_exists, config_errors_explained,
-                            configure_tensorboard, errors_in_one_line, latest_checkpoint, load_config, setup_amp)
+                            configure_tensorboard, errors_in_one_line, latest_checkpoint, load_config,
+                            mmengine_checkpoint_loader, setup_amp)
 
 NO_DATA_HINT = ('To try everything without a download, run the toy config, which makes its own data: '
                 'python tools/train.py configs/toy/deformable_detr_r18_toy_refine_twostage.py')
@@ -71,7 +72,7 @@ def main(argv=None) -> Runner:
         cfg = build_config(args)
         check_data_exists(cfg, ('train_dataloader', 'val_dataloader'), NO_DATA_HINT)
         check_fresh_work_dir(cfg)
-        with config_errors_explained(cfg):
+        with config_errors_explained(cfg), mmengine_checkpoint_loader():  # load_from, --resume
             runner = build_runner(cfg)
             runner.train()
     return runner

@@ -1,6 +1,8 @@
-from .checkpoint_check import CheckpointError, check_checkpoint_weights, load_local_checkpoint, read_checkpoint
+from .checkpoint_check import (CheckpointError, check_checkpoint_weights, load_detector, mmengine_checkpoint_loader,
+                               read_checkpoint)
 from .checkpoint_globals import mmengine_checkpoint_globals
 from .checkpoint_io import AtomicLocalBackend, latest_checkpoint
+from .errors import first_line
 from .hooks import CheckpointWeightsHook, NonFiniteLossHook, RNGStateHook, TimeBudgetHook
 from .launch import (ConfigError, UnknownTypeError, build_runner, check_cfg_options, check_data_exists,
                      config_errors_explained, configure_tensorboard, errors_in_one_line, explain_unknown_argument,
@@ -11,6 +13,7 @@ __all__ = [
     'AtomicLocalBackend', 'AutocastOptimWrapper', 'CheckpointError', 'CheckpointWeightsHook', 'ConfigError',
     'NonFiniteLossHook', 'RNGStateHook', 'TimeBudgetHook', 'UnknownTypeError', 'build_runner', 'check_cfg_options',
     'check_checkpoint_weights', 'check_data_exists', 'config_errors_explained', 'configure_tensorboard',
-    'errors_in_one_line', 'explain_unknown_argument', 'explain_unknown_type', 'latest_checkpoint', 'load_config',
-    'load_local_checkpoint', 'mmengine_checkpoint_globals', 'read_checkpoint', 'setup_amp', 'setup_launcher'
+    'errors_in_one_line', 'explain_unknown_argument', 'explain_unknown_type', 'first_line', 'latest_checkpoint',
+    'load_config', 'load_detector', 'mmengine_checkpoint_globals', 'mmengine_checkpoint_loader', 'read_checkpoint',
+    'setup_amp', 'setup_launcher'
 ]

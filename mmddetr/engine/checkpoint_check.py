@@ -1,19 +1,24 @@
 """Reading checkpoints, and checking that one holds every weight of the model it is loaded into.
 
 mmengine loads checkpoints non-strictly and only logs missing keys, so a checkpoint of another model (or a file with
-no weights at all) would otherwise be evaluated as a randomly initialised, or half-loaded, detector. mmengine's loader
-of local files (its ``CheckpointLoader`` scheme ``''``, used by ``load_from``, ``--resume``, mmdet's
-``init_detector`` and ``DetInferencer``) is replaced by :func:`load_local_checkpoint`, i.e. :func:`read_checkpoint`:
-importing this module registers it, as importing a module registers its classes; ``mmddetr.registry`` imports it
-with the models.
+no weights at all) would otherwise be evaluated as a randomly initialised, or half-loaded, detector. Within
+:func:`mmengine_checkpoint_loader`, mmengine's loader of local files (its ``CheckpointLoader`` scheme ``''``, used by
+``load_from``, ``--resume``, mmdet's ``init_detector`` and ``DetInferencer``) is :func:`read_checkpoint`; importing
+this module changes nothing in mmengine.
 """
+import contextlib
 import os.path as osp
+from typing import Iterator, Union
 
 import torch
+from mmdet.apis import init_detector
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
 from .checkpoint_globals import mmengine_checkpoint_globals
+from .errors import first_line
 
 
 class CheckpointError(ValueError):
@@ -21,25 +26,37 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: str, map_location='cpu') -> dict:
-    """The checkpoint at ``path`` (weights-only ``torch.load``, mmengine's own checkpoints included), or a
-    ``CheckpointError`` naming the file."""
-    if not osp.isfile(path):
+    """The checkpoint at ``path`` (``~`` expanded; weights-only ``torch.load``, mmengine's own checkpoints included),
+    or a ``CheckpointError`` naming the file."""
+    if not osp.isfile(osp.expanduser(path)):
         raise CheckpointError(f'checkpoint {path}: no such file')
     try:
         with mmengine_checkpoint_globals():
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+            checkpoint = torch.load(osp.expanduser(path), map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError... for damaged files
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f'checkpoint {path}: cannot be read ({reason})') from e
+        raise CheckpointError(f'checkpoint {path}: cannot be read ({first_line(e)})') from e
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'checkpoint {path}: expected a dict of weights, got {type(checkpoint).__name__}')
     return checkpoint
 
 
-@CheckpointLoader.register_scheme(prefixes='', force=True)
-def load_local_checkpoint(filename: str, map_location=None) -> dict:
-    """mmengine's loader of local files (``load_from``, ``--resume``, ``init_detector``): :func:`read_checkpoint`."""
-    return read_checkpoint(osp.expanduser(filename), map_location)
+def load_from_local(filename: str, map_location=None) -> dict:
+    """:func:`read_checkpoint` as mmengine's loader of local files (mmengine logs the name after ``load_from_``)."""
+    return read_checkpoint(filename, map_location)
+
+
+@contextlib.contextmanager
+def mmengine_checkpoint_loader() -> Iterator[None]:
+    """Within the context, mmengine reads local checkpoint files (``load_from``, ``--resume``, mmdet's
+    ``init_detector`` and ``DetInferencer``) with :func:`read_checkpoint`: mmengine's own checkpoints load with
+    torch's weights-only default, and a file that is absent or cannot be read is a ``CheckpointError`` naming it.
+    The loader that was registered before is put back on leaving the context, also on an exception."""
+    previous = CheckpointLoader._schemes['']
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    try:
+        yield
+    finally:
+        CheckpointLoader.register_scheme(prefixes='', loader=previous, force=True)
 
 
 def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, shown: int = 5, hint: str = '',
@@ -66,3 +83,23 @@ def check_checkpoint_weights(model: nn.Module, checkpoint: dict, path: str, show
                    f'(first: {", ".join(reshaped[:shown])})')
     raise CheckpointError(f'checkpoint {path}: {problem}{origin}. Is it a checkpoint of this config?'
                           f'{" " + hint if hint else ""}')
+
+
+def load_detector(config: Union[str, Config], checkpoint: str, device: str = 'cpu') -> nn.Module:
+    """mmdet's ``init_detector`` of ``config`` (a file or a ``Config``) with the weights of ``checkpoint``, read
+    with :func:`read_checkpoint` (within :func:`mmengine_checkpoint_loader`) and checked to hold every weight of the
+    model (:func:`check_checkpoint_weights`). The default registry scope is left as it was (``init_detector`` would
+    leave the config's).
+
+    Returns:
+        nn.Module: The detector on ``device``, in eval mode, with the checkpoint's ``dataset_meta``.
+
+    Raises:
+        CheckpointError: naming the file, when it is absent, cannot be read or misses weights of the model.
+    """
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    weights = read_checkpoint(checkpoint)
+    with mmengine_checkpoint_loader(), DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
+        model = init_detector(cfg, checkpoint, device=device)
+    check_checkpoint_weights(model, weights, checkpoint)
+    return model

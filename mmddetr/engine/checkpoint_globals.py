@@ -4,7 +4,8 @@ mmengine 0.10.7 saves the message hub (``HistoryBuffer``, numpy scalars and arra
 checkpoints and loads them with a bare ``torch.load``, so ``--resume`` fails on torch >= 2.6 with an
 ``UnpicklingError``. Rather than turning the safety off (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``), we allow exactly the
 classes those checkpoints hold, and only while a checkpoint is being read: :func:`mmengine_checkpoint_globals` around
-every read (:func:`mmddetr.engine.read_checkpoint`, which also replaces mmengine's loader of local files).
+every read (:func:`mmddetr.engine.read_checkpoint`, mmengine's loader of local files within
+:func:`mmddetr.engine.mmengine_checkpoint_loader`).
 """
 import codecs
 import collections

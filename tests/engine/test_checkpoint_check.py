@@ -1,9 +1,13 @@
-"""Checkpoints that cannot be read or lack the model's weights are clear errors, in the library and in the tools."""
+"""Checkpoints that cannot be read or lack the model's weights are clear errors, in the library and in the tools;
+mmengine reads checkpoints with ``read_checkpoint`` only within ``mmengine_checkpoint_loader()``."""
 import pytest
 import torch
+from mmengine.logging import MessageHub
+from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint, load_from_local
 from torch import nn
 
-from mmddetr.engine import CheckpointError, check_checkpoint_weights, read_checkpoint
+from mmddetr.engine import CheckpointError, check_checkpoint_weights, first_line, mmengine_checkpoint_loader, \
+    read_checkpoint
 
 
 def _model():
@@ -54,3 +58,41 @@ def test_unreadable_checkpoints_name_the_file(tmp_path):
         read_checkpoint(str(path))
     with pytest.raises(CheckpointError, match=f'checkpoint {tmp_path}/absent.pth: no such file'):
         read_checkpoint(str(tmp_path / 'absent.pth'))
+
+
+def test_first_line_of_an_error_or_its_type():
+    assert first_line(RuntimeError('  PytorchStreamReader failed\n  at line 2\n')) == 'PytorchStreamReader failed'
+    assert first_line(EOFError()) == 'EOFError'
+    assert first_line(ValueError('  \n ')) == 'ValueError'
+
+
+def _mmengine_checkpoint(path):
+    """A checkpoint as mmengine's Runner saves them: its message hub needs our allowlist to load weights-only."""
+    hub = MessageHub.get_instance('loader_test')
+    hub.update_scalar('train/loss', 0.5)
+    torch.save(dict(state_dict=_model().state_dict(), message_hub=hub.state_dict()), path)
+
+
+def test_mmengine_reads_with_read_checkpoint_within_the_context_only(tmp_path):
+    path = str(tmp_path / 'runner.pth')
+    _mmengine_checkpoint(path)
+    schemes = list(CheckpointLoader._schemes.items())
+    assert CheckpointLoader._schemes[''] is load_from_local  # mmengine's own, which reads it only without weights_only
+    with mmengine_checkpoint_loader():
+        assert _load_checkpoint(path)['message_hub']['log_scalars']['train/loss'].current() == 0.5
+        with pytest.raises(CheckpointError, match=f'^checkpoint {tmp_path}/absent.pth: no such file$'):
+            _load_checkpoint(str(tmp_path / 'absent.pth'))
+        with mmengine_checkpoint_loader():  # nested: the outer one's loader comes back
+            pass
+        assert _load_checkpoint(path)['message_hub']['log_scalars']['train/loss'].current() == 0.5
+    assert list(CheckpointLoader._schemes.items()) == schemes
+    with pytest.raises(FileNotFoundError):  # mmengine's error again
+        _load_checkpoint(str(tmp_path / 'absent.pth'))
+
+
+def test_the_previous_loader_comes_back_after_an_error(tmp_path):
+    schemes = list(CheckpointLoader._schemes.items())
+    with pytest.raises(CheckpointError, match='cannot be read'), mmengine_checkpoint_loader():
+        (tmp_path / 'cut.pth').write_bytes(b'PK\x03\x04 not a zip')
+        _load_checkpoint(str(tmp_path / 'cut.pth'))
+    assert list(CheckpointLoader._schemes.items()) == schemes

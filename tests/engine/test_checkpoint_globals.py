@@ -33,19 +33,29 @@ def test_message_hub_state_round_trips_weights_only_within_the_context():
         torch.load(buf, weights_only=True)
 
 
-def test_mmengine_loader_reads_mmengine_checkpoints_once_a_model_of_ours_is_looked_up(tmp_path):
+def test_mmengine_loader_reads_mmengine_checkpoints_within_our_loader_only(tmp_path):
     """What mmdet's init_detector / DetInferencer and the runner's load_from / resume run: mmengine's CheckpointLoader,
-    in a process that built (looked up) one of our models and imported nothing else of ours."""
+    in a fresh process that built (looked up) one of our models. mmengine's own loader (a bare ``torch.load``, whose
+    default is weights-only) cannot read the message hub; within ``mmengine_checkpoint_loader()`` it can, and the
+    allowlist and the loader are gone after it."""
     path = str(tmp_path / 'hub.pth')
     _message_hub_checkpoint(path)
-    code = ('import torch\n'
-            'from mmengine.runner.checkpoint import _load_checkpoint\n'
+    code = ('import pickle, torch\n'
+            'from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint, load_from_local\n'
             'from mmddetr.registry import MODELS\n'
             'assert MODELS.get("DeformableDETR") is not None\n'
             'before = set(map(repr, torch.serialization.get_safe_globals()))\n'
-            f'loaded = _load_checkpoint({path!r}, map_location="cpu")\n'
+            'try:\n'
+            f'    _load_checkpoint({path!r}, map_location="cpu")\n'
+            '    raise AssertionError("mmengine read it weights-only")\n'
+            'except pickle.UnpicklingError as e:\n'
+            '    assert "HistoryBuffer" in str(e), e\n'
+            'from mmddetr.engine import mmengine_checkpoint_loader\n'
+            'with mmengine_checkpoint_loader():\n'
+            f'    loaded = _load_checkpoint({path!r}, map_location="cpu")\n'
             'assert loaded["message_hub"]["log_scalars"]["train/loss"].current() == 1.5\n'
-            'assert set(map(repr, torch.serialization.get_safe_globals())) == before\n')
+            'assert set(map(repr, torch.serialization.get_safe_globals())) == before\n'
+            'assert CheckpointLoader._schemes[""] is load_from_local\n')
     subprocess.run([sys.executable, '-c', code], check=True)
 
 

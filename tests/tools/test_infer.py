@@ -129,8 +129,10 @@ def test_mmdet_det_inferencer_loads_our_config_and_checkpoint(run_tool, toy_opti
     assert proc.returncode == 0, proc.stderr[-3000:]
     from mmdet.apis import DetInferencer
 
-    inferencer = DetInferencer(model=osp.join(work, osp.basename(TOY)), weights=osp.join(work, 'iter_2.pth'),
-                               device='cpu', scope='mmddetr', show_progress=False)
+    from mmddetr.engine import mmengine_checkpoint_loader
+    with mmengine_checkpoint_loader():  # docs/tools.md: mmengine reads a training checkpoint's message hub with it
+        inferencer = DetInferencer(model=osp.join(work, osp.basename(TOY)), weights=osp.join(work, 'iter_2.pth'),
+                                   device='cpu', scope='mmddetr', show_progress=False)
     result = inferencer(osp.join(toy_root, 'val', '000003.png'), no_save_vis=True)
     assert len(result['predictions'][0]['bboxes']) == 100
     assert type(inferencer.model).__module__.startswith('mmddetr.')
