@@ -21,9 +21,10 @@ class DeformableDETRHead(DETRHead):
     """Class ``Linear`` and box ``MLP`` (``num_reg_fcs`` hidden layers) per decoder layer.
 
     Boxes are predicted relative to each layer's reference in logit space, ``sigmoid(delta + inverse_sigmoid(ref))``
-    (:func:`~mmddetr.models.layers.refine_boxes`; only the centre moves for a point reference). The losses (Hungarian matching, focal classification, L1 and GIoU,
-    auxiliary losses for every layer) come from mmdet's ``DETRHead``; two-stage adds the encoder proposal loss on all
-    targets relabelled to class 0 (``enc_loss_*``). The detector sets the three arguments below.
+    (:func:`~mmddetr.models.layers.refine_boxes`; only the centre moves for a point reference). The losses
+    (Hungarian matching, focal classification, L1 and GIoU, auxiliary losses for every layer) come from mmdet's
+    ``DETRHead``; two-stage adds the encoder proposal loss on all targets relabelled to class 0 (``enc_loss_*``). The
+    detector sets the three arguments below. Predictions name the query of each detection (``queries``).
 
     Args:
         share_pred_layer (bool): One branch pair shared by all layers (no box refinement). Default: False.
