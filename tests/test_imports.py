@@ -17,14 +17,17 @@ def test_import_loads_no_openmmlab_package_and_changes_nothing(module):
 
 
 def test_export_imports_no_onnx_package_until_asked():
-    """layout.md: only mmddetr.export.onnx and the op's translation it imports (ms_deform_attn_onnx) import the
-    export extra's packages: every other module of mmddetr imports none of them."""
+    """layout.md: only mmddetr.export.onnx, the op's translation it imports (ms_deform_attn_onnx) and the ONNX
+    Runtime detector (onnxruntime_detector) import the export extra's packages: every other module of mmddetr imports
+    none of them."""
     code = ('import importlib, pkgutil, sys\n'
             'import mmddetr\n'
-            'onnx_modules = {"mmddetr.export.onnx", "mmddetr.export.ms_deform_attn_onnx"}\n'
+            'onnx_modules = {"mmddetr.export.onnx", "mmddetr.export.ms_deform_attn_onnx",\n'
+            '                "mmddetr.export.onnxruntime_detector"}\n'
             'names = [m.name for m in pkgutil.walk_packages(mmddetr.__path__, "mmddetr.")]\n'
             'names = [name for name in names if name not in onnx_modules]\n'
-            'assert {"mmddetr.models", "mmddetr.engine", "mmddetr.datasets", "mmddetr.export.detector"} <= set(names)\n'
+            'assert {"mmddetr.models", "mmddetr.engine", "mmddetr.datasets", "mmddetr.export.detector",\n'
+            '        "mmddetr.export.runtime_detector"} <= set(names)\n'
             'for name in names:\n'
             '    importlib.import_module(name)\n'
             'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("onnx", "onnxscript", "onnxruntime"))\n'

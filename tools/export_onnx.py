@@ -15,28 +15,11 @@ names and colours are in the model's metadata (``dataset_meta``, JSON).
 Needs the ``export`` extra (onnx, onnxscript, onnxruntime; ``bash tools/install.sh`` installs it).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-import torch
-from mmdet.apis import init_detector
-
-from mmddetr.engine import CheckpointError, check_checkpoint_weights, read_checkpoint
-from mmddetr.export import MIN_SIZE, DetectorWithPostprocess
-
-# The comparison fails above this score difference (ranks compared in order; ties may swap labels and boxes).
-SCORE_TOLERANCE = 1e-3
-
-
-def example_batch(height: int, width: int):
-    """A seeded batch of two normalised images: one of (height, width), one of 3/4 of it padded to that size."""
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randn(2, 3, height, width, generator=gen)
-    small_h, small_w = max(height * 3 // 4, 1), max(width * 3 // 4, 1)
-    images[1, :, small_h:] = 0
-    images[1, :, :, small_w:] = 0
-    return images, torch.tensor([[height, width], [small_h, small_w]])
+from mmddetr.engine import CheckpointError, load_detector
+from mmddetr.export import MIN_SIZE, DetectorWithPostprocess, example_inputs
 
 
 def main(argv=None) -> None:
@@ -49,7 +32,7 @@ def main(argv=None) -> None:
                         help='example input size traced and checked')
     args = parser.parse_args(argv)
     try:
-        from mmddetr.export.onnx import SUPPORTED_OPSETS, compare_with_pytorch, dataset_meta_metadata, export_onnx
+        from mmddetr.export.onnx import SUPPORTED_OPSETS, dataset_meta_metadata, export_checked
     except ImportError as e:
         sys.exit(f'error: ONNX export needs onnx, onnxscript and onnxruntime ({e}); install them with '
                  '`pip install -e ".[export]"` or `bash tools/install.sh`')
@@ -61,32 +44,21 @@ def main(argv=None) -> None:
         sys.exit(f'error: --size: expected a height and width of at least {MIN_SIZE}, got {args.size[0]} '
                  f'{args.size[1]}')
     try:
-        checkpoint = read_checkpoint(args.checkpoint)
-        detector = init_detector(args.config, args.checkpoint, device='cpu')
-        check_checkpoint_weights(detector, checkpoint, args.checkpoint)
+        detector = load_detector(args.config, args.checkpoint)
     except CheckpointError as e:
         sys.exit(f'error: {e}')
-    model = DetectorWithPostprocess(detector)
-    images, valid_sizes = example_batch(*args.size)
-    # written beside --out, then linked to it: --out appears complete and checked, or not at all
-    partial = f'{args.out}.partial-{os.getpid()}'
+    images, valid_sizes = example_inputs(*args.size)
     try:
-        export_onnx(model, images, valid_sizes, partial, args.opset, dataset_meta_metadata(detector.dataset_meta))
-        diffs = compare_with_pytorch(partial, model, images, valid_sizes)
-        print(f'onnx.checker: passed. ONNX Runtime against PyTorch on {images.shape[0]} images of '
-              f'{args.size[0]}x{args.size[1]} (one padded from {valid_sizes[1, 0]}x{valid_sizes[1, 1]}): largest '
-              f'difference of scores {diffs["score"]:.2e}, of boxes {diffs["box"]:.2e} px; labels differ at '
-              f'{diffs["labels"]:.1%} of the ranks')
-        if diffs['score'] > SCORE_TOLERANCE:
-            sys.exit(f'error: ONNX Runtime\'s scores differ from PyTorch\'s by {diffs["score"]:.2e} (more than '
-                     f'{SCORE_TOLERANCE}); nothing was written')
-        try:
-            os.link(partial, args.out)
-        except FileExistsError:
-            sys.exit(f'error: --out: {args.out} appeared during the export; it is never overwritten')
-    finally:
-        if osp.exists(partial):
-            os.remove(partial)
+        diffs = export_checked(DetectorWithPostprocess(detector), images, valid_sizes, args.out, args.opset,
+                               dataset_meta_metadata(detector.dataset_meta))
+    except FileExistsError as e:
+        sys.exit(f'error: --out: {e}')
+    except ValueError as e:
+        sys.exit(f'error: {e}')
+    print(f'onnx.checker: passed. ONNX Runtime against PyTorch on {images.shape[0]} images of '
+          f'{args.size[0]}x{args.size[1]} (one padded from {valid_sizes[1, 0]}x{valid_sizes[1, 1]}): largest '
+          f'difference of scores {diffs["score"]:.2e}, of boxes {diffs["box"]:.2e} px; labels differ at '
+          f'{diffs["labels"]:.1%} of the ranks')
     print(f'wrote {args.out} (opset {args.opset}, inputs images (batch, 3, height, width) and valid_sizes (batch, 2), '
           f'outputs scores, labels, boxes)')
 

@@ -39,7 +39,8 @@ class DetectorWithPostprocess(nn.Module):
                                                              valid_sizes)
         cls_scores, bbox_preds = detector.bbox_head.forward_last_layer(head_inputs['hidden_states'],
                                                                        head_inputs['references'])
-        return detector.bbox_head.top_detections(cls_scores, bbox_preds, valid_sizes)
+        scores, labels, boxes, _ = detector.bbox_head.top_detections(cls_scores, bbox_preds, valid_sizes)
+        return scores, labels, boxes
 
 
 # The coarsest level (stride 64) must be more than one pixel: torch.export specialises sizes of 1.
@@ -59,3 +60,15 @@ def export_program(model: DetectorWithPostprocess, images: Tensor,
     """``torch.export.export`` of the model with dynamic batch, height and width, traced on the example inputs."""
     with torch.no_grad():
         return torch.export.export(model, (images, valid_sizes), dynamic_shapes=dynamic_shapes())
+
+
+def example_inputs(height: int, width: int) -> Tuple[Tensor, Tensor]:
+    """A seeded example batch to trace and check an export with: two normalised images, one of (height, width) and
+    one of 3/4 of it padded to that size (bs 2: a batch of 1 would be traced as a constant), and their valid sizes
+    (2, 2) int64."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, height, width, generator=gen)
+    small_h, small_w = max(height * 3 // 4, 1), max(width * 3 // 4, 1)
+    images[1, :, small_h:] = 0
+    images[1, :, :, small_w:] = 0
+    return images, torch.tensor([[height, width], [small_h, small_w]])

@@ -3,7 +3,9 @@
 Imports onnx, onnxscript and onnxruntime (the ``export`` extra: ``pip install mmddetr[export]``).
 """
 import json
-from typing import Dict, Sequence
+import os
+import os.path as osp
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -60,10 +62,12 @@ def dataset_meta_metadata(dataset_meta: dict) -> Dict[str, str]:
     return {'dataset_meta': json.dumps(kept)}
 
 
-def dataset_meta_of(path: str) -> dict:
+def dataset_meta_of(path: str) -> Optional[dict]:
     """The ``dataset_meta`` (``classes`` and ``palette`` as tuples) stored by :func:`dataset_meta_metadata` in the
-    ONNX model at ``path``; ``KeyError`` when there is none."""
+    ONNX model at ``path``; None when there is none."""
     props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    if 'dataset_meta' not in props:
+        return None
     meta = json.loads(props['dataset_meta'])
     meta['classes'] = tuple(meta['classes'])
     if 'palette' in meta:
@@ -99,3 +103,42 @@ def compare_with_pytorch(path: str, model: DetectorWithPostprocess, images: Tens
         ref_scores, ref_labels, ref_boxes = (t.numpy() for t in model(images, valid_sizes))
     return dict(score=float(np.abs(scores - ref_scores).max()), box=float(np.abs(boxes - ref_boxes).max()),
                 labels=float((labels != ref_labels).mean()))
+
+
+def export_checked(model: DetectorWithPostprocess, images: Tensor, valid_sizes: Tensor, path: str, opset: int = 18,
+                   metadata: Dict[str, str] = None, score_tolerance: float = 1e-3) -> Dict[str, float]:
+    """:func:`export_onnx` to ``path`` if the file passes :func:`compare_with_pytorch` on the example inputs.
+
+    The file is written beside ``path`` (``<path>.partial-<pid>``), checked, then hard-linked to ``path``: ``path``
+    appears complete and checked, or not at all, and an existing file is never overwritten. The partial file is
+    removed whatever happens.
+
+    Args:
+        model, images, valid_sizes, path, opset, metadata: as :func:`export_onnx`.
+        score_tolerance (float): The largest score difference between ONNX Runtime and PyTorch accepted (ranks
+            compared in order; ties may swap labels and boxes, so those are reported, not checked). Default: 1e-3.
+
+    Returns:
+        dict: :func:`compare_with_pytorch`'s differences.
+
+    Raises:
+        FileExistsError: ``path`` exists, before the export or when it would be linked.
+        ValueError: The scores differ by more than ``score_tolerance`` (nothing is written).
+    """
+    if osp.exists(path):
+        raise FileExistsError(f'{path} exists; it is never overwritten')
+    partial = f'{path}.partial-{os.getpid()}'
+    try:
+        export_onnx(model, images, valid_sizes, partial, opset, metadata)
+        diffs = compare_with_pytorch(partial, model, images, valid_sizes)
+        if diffs['score'] > score_tolerance:
+            raise ValueError(f'ONNX Runtime\'s scores differ from PyTorch\'s by {diffs["score"]:.2e} (more than '
+                             f'{score_tolerance}); nothing was written')
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            raise FileExistsError(f'{path} appeared during the export; it is never overwritten') from None
+    finally:
+        if osp.exists(partial):
+            os.remove(partial)
+    return diffs

@@ -15,3 +15,25 @@ def per_image():
                 for s, l, b in zip(scores, labels, boxes)]
 
     return split
+
+
+@pytest.fixture(scope='session')
+def small_toy(perturb):
+    """``build(config)`` → (cfg, detector): a toy ``config`` with 1 encoder and 2 decoder layers (exported in about a
+    minute), random weights from seed 0, perturbed (:func:`perturb`)."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mmddetr.registry import MODELS
+
+    def build(config):
+        cfg = Config.fromfile(config)
+        cfg.model.backbone.init_cfg = None
+        cfg.model.encoder.num_layers, cfg.model.decoder.num_layers = 1, 2
+        torch.manual_seed(0)
+        with DefaultScope.overwrite_default_scope('mmddetr'):
+            detector = MODELS.build(cfg.model)
+            detector.init_weights()
+        return cfg, perturb(detector)
+
+    return build

@@ -23,21 +23,10 @@ TOY_VARIANTS = {
 
 
 @pytest.fixture(scope='module', params=list(TOY_VARIANTS))
-def exported(request, tmp_path_factory, perturb, padded_batch):
+def exported(request, tmp_path_factory, small_toy, padded_batch):
     """(variant, PyTorch model, ONNX Runtime session) of a toy config exported at its opset, traced at 128x160."""
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-
-    from mmddetr.registry import MODELS
     config, opset = TOY_VARIANTS[request.param]
-    cfg = Config.fromfile(config)
-    cfg.model.backbone.init_cfg = None
-    cfg.model.encoder.num_layers, cfg.model.decoder.num_layers = 1, 2
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmddetr'):
-        detector = MODELS.build(cfg.model)
-        detector.init_weights()
-    model = DetectorWithPostprocess(perturb(detector))
+    model = DetectorWithPostprocess(small_toy(config)[1])
     path = str(tmp_path_factory.mktemp('onnx') / f'{request.param}.onnx')
     export_onnx(model, *padded_batch([(128, 160), (100, 120)]), path, opset=opset)
     # the standard operator set alone, at the opset asked for

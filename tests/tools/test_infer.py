@@ -61,68 +61,6 @@ def test_infer_names_missing_images(run_tool, tmp_path):
     assert proc.returncode == 1 and 'IMAGES' in proc.stderr and 'Traceback' not in proc.stderr
 
 
-def test_sampling_points_match_the_attention_forward():
-    import torch
-
-    from mmddetr.models import MultiScaleDeformableAttention
-    from mmddetr.ops import multi_scale_deformable_attn_pytorch
-
-    torch.manual_seed(0)
-    attn = MultiScaleDeformableAttention(embed_dims=16, num_heads=2, num_levels=2, num_points=3, dropout=0.0,
-                                         batch_first=True)
-    shapes = torch.tensor([[4, 5], [2, 3]])
-    start = torch.tensor([0, 20])
-    query, value = torch.randn(1, 7, 16), torch.randn(1, 26, 16)
-    ref = torch.rand(1, 7, 2, 2)
-    out = attn(query, value=value, reference_points=ref, spatial_shapes=shapes, level_start_index=start)
-    locations, weights = attn.sampling_points(query, ref, shapes)
-    torch.testing.assert_close(weights.sum((-1, -2)), torch.ones(1, 7, 2))
-    v = attn.value_proj(value).view(1, 26, 2, 8)
-    expected = attn.output_proj(multi_scale_deformable_attn_pytorch(v, shapes, start, locations, weights)) + query
-    torch.testing.assert_close(out, expected)
-
-
-def test_sampling_view_draws_what_the_last_layer_sampled(toy_root, monkeypatch):
-    """--show-sampling-points (infer's LastLayerSampling, which recomputes the points from the inputs of the last
-    decoder layer's cross-attention) records the locations and weights that layer's op call received, as seen at the
-    op's dispatch, for an image through infer's own pipeline and prediction."""
-    import torch
-    from mmcv.transforms import Compose
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    from mmddetr.registry import MODELS
-    monkeypatch.syspath_prepend(osp.join(osp.dirname(__file__), '..', '..', 'tools'))
-    import infer
-
-    class OpCalls(TorchDispatchMode):
-
-        def __init__(self):
-            super().__init__()
-            self.args = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func.namespace == 'mmddetr' and 'ms_deform_attn' in func.name():
-                self.args.append(args)
-            return func(*args, **(kwargs or {}))
-
-    cfg = Config.fromfile(TOY)
-    cfg.model.encoder.num_layers = 1
-    with DefaultScope.overwrite_default_scope('mmddetr'):
-        model = MODELS.build(cfg.model).eval()
-        pipeline = Compose([t for t in cfg.test_dataloader.dataset.pipeline if 'LoadAnnotations' not in t['type']])
-        data, _ = infer.load(pipeline, osp.join(toy_root, 'val', '000004.png'))
-    sampling = infer.LastLayerSampling(model)
-    with OpCalls() as calls:
-        infer.predict(model, data)
-    assert len(calls.args) == 4  # 1 encoder and 3 decoder layers; the last is the last decoder layer's
-    value, shapes, _, locations, weights = calls.args[-1][:5]
-    assert locations.shape[:2] == (1, 100) and torch.equal(sampling.record['spatial_shapes'], shapes)
-    torch.testing.assert_close(sampling.record['locations'], locations, atol=1e-6, rtol=0)
-    torch.testing.assert_close(sampling.record['weights'], weights, atol=1e-6, rtol=0)
-
-
 def test_mmdet_det_inferencer_loads_our_config_and_checkpoint(run_tool, toy_options, toy_root, tmp_path):
     work = str(tmp_path / 'train')
     proc = run_tool('train.py', TOY, '--work-dir', work, '--cfg-options', *toy_options, 'train_cfg.max_iters=2')
@@ -140,3 +78,30 @@ def test_mmdet_det_inferencer_loads_our_config_and_checkpoint(run_tool, toy_opti
     # 'LoadImageFromFile' in the inferencer's scope)
     from mmddetr.datasets import LoadImageFromFile
     assert type(inferencer.pipeline.transforms[0].from_file) is LoadImageFromFile
+
+
+def test_infer_runs_dino_and_names_its_head_for_the_sampling_view(run_tool, toy_root, tmp_path):
+    """mmddetr's DINO (mmdet's DINOHead) predicts through the detector's own test_step; its head gives no query per
+    detection, which --show-sampling-points names in one line."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mmddetr.datasets import ToyShapesDataset
+    from mmddetr.registry import MODELS
+    config = 'configs/toy/dino_r18_toy.py'
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('mmddetr'):
+        model = MODELS.build(cfg.model)
+    checkpoint = str(tmp_path / 'dino.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=ToyShapesDataset.METAINFO)), checkpoint)
+    image = osp.join(toy_root, 'val', '000001.png')
+    proc = run_tool('infer.py', config, checkpoint, image, '--out-dir', str(tmp_path / 'out'), '--score-thr', '0')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(json.loads((tmp_path / 'out' / 'predictions.json').read_text())[0]['detections']) == 100
+    proc = run_tool('infer.py', config, checkpoint, image, '--out-dir', str(tmp_path / 'view'),
+                    '--show-sampling-points')
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert ('error: --show-sampling-points: DINOHead does not give the query of each detection '
+            '(mmddetr.DeformableDETRHead does)') in proc.stderr

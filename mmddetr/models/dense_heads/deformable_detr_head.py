@@ -21,9 +21,10 @@ class DeformableDETRHead(DETRHead):
     """Class ``Linear`` and box ``MLP`` (``num_reg_fcs`` hidden layers) per decoder layer.
 
     Boxes are predicted relative to each layer's reference in logit space, ``sigmoid(delta + inverse_sigmoid(ref))``
-    (:func:`~mmddetr.models.layers.refine_boxes`; only the centre moves for a point reference). The losses (Hungarian matching, focal classification, L1 and GIoU,
-    auxiliary losses for every layer) come from mmdet's ``DETRHead``; two-stage adds the encoder proposal loss on all
-    targets relabelled to class 0 (``enc_loss_*``). The detector sets the three arguments below.
+    (:func:`~mmddetr.models.layers.refine_boxes`; only the centre moves for a point reference). The losses
+    (Hungarian matching, focal classification, L1 and GIoU, auxiliary losses for every layer) come from mmdet's
+    ``DETRHead``; two-stage adds the encoder proposal loss on all targets relabelled to class 0 (``enc_loss_*``). The
+    detector sets the three arguments below. Predictions name the query of each detection (``queries``).
 
     Args:
         share_pred_layer (bool): One branch pair shared by all layers (no box refinement). Default: False.
@@ -130,7 +131,8 @@ class DeformableDETRHead(DETRHead):
         """Top-``test_cfg.max_per_img`` boxes of the last decoder layer.
 
         Returns:
-            list[InstanceData]: per image ``scores``, ``labels`` and ``bboxes`` (x1, y1, x2, y2).
+            list[InstanceData]: per image ``scores``, ``labels``, ``bboxes`` (x1, y1, x2, y2) and ``queries``, as
+            :meth:`predict_by_feat`.
         """
         batch_img_metas = [s.metainfo for s in batch_data_samples]
         cls_scores, bbox_preds = self.forward_last_layer(hidden_states, references)
@@ -148,11 +150,11 @@ class DeformableDETRHead(DETRHead):
                 input. Default: True.
 
         Returns:
-            list[InstanceData]: per image ``scores`` (k, ), ``labels`` (k, ) and ``bboxes`` (k, 4) (x1, y1, x2,
-            y2), k = ``test_cfg.max_per_img``.
+            list[InstanceData]: per image ``scores`` (k, ), ``labels`` (k, ), ``bboxes`` (k, 4) (x1, y1, x2, y2)
+            and ``queries`` (k, ), the query each detection comes from; k = ``test_cfg.max_per_img``.
         """
         img_sizes = torch.tensor([meta['img_shape'][:2] for meta in batch_img_metas], device=layer_bbox_preds.device)
-        scores, labels, bboxes = self.top_detections(layer_cls_scores[-1], layer_bbox_preds[-1], img_sizes)
+        scores, labels, bboxes, queries = self.top_detections(layer_cls_scores[-1], layer_bbox_preds[-1], img_sizes)
         results = []
         for img_id, img_meta in enumerate(batch_img_metas):
             img_bboxes = bboxes[img_id]
@@ -160,7 +162,8 @@ class DeformableDETRHead(DETRHead):
                 if img_meta.get('scale_factor') is None:
                     raise ValueError('rescale=True needs scale_factor in every image\'s metainfo')
                 img_bboxes = self.boxes_to_original(img_bboxes, img_meta['scale_factor'])
-            results.append(InstanceData(scores=scores[img_id], labels=labels[img_id], bboxes=img_bboxes))
+            results.append(InstanceData(scores=scores[img_id], labels=labels[img_id], bboxes=img_bboxes,
+                                        queries=queries[img_id]))
         return results
 
     @staticmethod
@@ -170,7 +173,7 @@ class DeformableDETRHead(DETRHead):
         return bboxes / bboxes.new_tensor(scale_factor).repeat((1, 2))
 
     def top_detections(self, cls_scores: Tensor, bbox_preds: Tensor,
-                       img_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+                       img_sizes: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """The ``test_cfg.max_per_img`` best (query, class) pairs of each image, boxes in pixels of its valid part.
 
         Sigmoid scores ranked over queries x classes (softmax: each query's best foreground class); boxes
@@ -183,8 +186,8 @@ class DeformableDETRHead(DETRHead):
             img_sizes (Tensor): (bs, 2) (h, w) of each image's unpadded part, in input pixels.
 
         Returns:
-            tuple[Tensor, Tensor, Tensor]: scores (bs, k), labels (bs, k) int64 and boxes (bs, k, 4) (x1, y1, x2,
-            y2), best first.
+            tuple[Tensor, Tensor, Tensor, Tensor]: scores (bs, k), labels (bs, k) int64, boxes (bs, k, 4) (x1, y1,
+            x2, y2) and the query of each detection (bs, k) int64, best first.
         """
         max_per_img = self.test_cfg.get('max_per_img', cls_scores.shape[1])
         if self.loss_cls.use_sigmoid:
@@ -198,4 +201,4 @@ class DeformableDETRHead(DETRHead):
             labels = labels.gather(1, queries)
         boxes = bbox_cxcywh_to_xyxy(bbox_preds.gather(1, queries[..., None].expand(-1, -1, 4)))  # (bs, k, 4)
         img_wh = img_sizes.flip(-1).repeat(1, 2)[:, None].to(boxes.dtype)  # (bs, 1, 4) (w, h, w, h)
-        return scores, labels, (boxes * img_wh).clamp(min=0).minimum(img_wh)
+        return scores, labels, (boxes * img_wh).clamp(min=0).minimum(img_wh), queries
