@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from conftest import TOY, check_ok
+from tool_runs import TOY, check_ok
 
 # Tolerances are fractions of the main process's resident memory measured in the run, not megabytes fitted to one
 # machine: the window peaks of the short toy run below swing by up to 8% of it (-35, -5 and +59 MB of 720 MB in three

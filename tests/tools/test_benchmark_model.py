@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TOY, check_ok
+from tool_runs import TOY, check_ok
 
 from mmddetr.benchmark import build_detector, deformable_detr_any_dims, make_batch, measure, toy_train_size
 

@@ -4,7 +4,7 @@ import json
 import math
 import re
 
-from conftest import check_ok
+from tool_runs import check_ok
 
 ROW = re.compile(r'(encoder|decoder) +(forward|forward\+backward) +([\d.]+) +([\d.]+) +([\d.]+)x +([\d.]+) +([\d.]+) +'
                  r'([\d.]+) *')

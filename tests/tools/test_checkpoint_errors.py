@@ -6,7 +6,7 @@ import re
 import torch
 from mmengine.runner import save_checkpoint
 
-from conftest import TOY
+from tool_runs import TOY
 
 RUN = 'deformable_detr_r18_toy_refine_twostage_20260101_000000'  # the run that saved the checkpoint (its meta)
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import TOY
+from tool_runs import TOY
 from mmddetr.engine import ConfigError, config_errors_explained, errors_in_one_line, load_config
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'tools'))

@@ -5,7 +5,7 @@ import os.path as osp
 
 import torch
 
-from conftest import check_ok, load_checkpoint
+from tool_runs import check_ok, load_checkpoint
 
 DINO_TOY = 'configs/toy/dino_r18_toy.py'
 

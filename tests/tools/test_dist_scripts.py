@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import TOY, check_ok
+from tool_runs import TOY, check_ok
 
 HOOK = '''
 import json, os

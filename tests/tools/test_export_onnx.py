@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from conftest import TOY, check_ok
+from tool_runs import TOY, check_ok
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')

@@ -2,7 +2,7 @@
 import json
 import os.path as osp
 
-from conftest import TOY
+from tool_runs import TOY
 
 
 def test_infer_writes_boxes_pngs_and_sampling_points(run_tool, toy_options, toy_root, tmp_path):

@@ -9,7 +9,7 @@ import mmcv
 import numpy as np
 import torch
 
-from conftest import TOY
+from tool_runs import TOY
 
 CLASSES = ('circle', 'square', 'triangle', 'ring', 'cross')
 

@@ -2,7 +2,7 @@
 import os
 import subprocess
 
-from conftest import check_ok
+from tool_runs import check_ok
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -12,7 +12,7 @@ import sys
 import time
 import zipfile
 
-from conftest import TOY, assert_same_weights, check_ok, load_checkpoint
+from tool_runs import TOY, assert_same_weights, check_ok, load_checkpoint
 
 # python -c PAUSED NAME READY tools/train.py ARGS...: train.py, whose write of checkpoint NAME stops half-way
 PAUSED = '''

@@ -7,7 +7,7 @@ import os.path as osp
 import torch
 from mmengine.runner import save_checkpoint
 
-from conftest import TOY, check_ok, load_checkpoint
+from tool_runs import TOY, check_ok, load_checkpoint
 
 RUN = 'deformable_detr_r18_toy_refine_twostage_20260101_000000'  # the run that saved the checkpoint (its meta)
 PARTIAL = 'default_hooks.checkpoint_weights.allow_missing=True'

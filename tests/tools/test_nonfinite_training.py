@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from conftest import TOY
+from tool_runs import TOY
 
 HOOK = '''import math
 

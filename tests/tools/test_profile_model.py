@@ -2,7 +2,7 @@
 prints the per-component table, well-formed, with every part of the step and adding up to the iteration's time."""
 import re
 
-from conftest import TOY, check_ok
+from tool_runs import TOY, check_ok
 
 STEP_PARTS = ('backbone', 'neck (input projections)', 'encoder projections, FFN, norms', 'encoder attention op',
               'decoder (all but its attention op)', 'decoder attention op', 'two-stage proposal head', 'matching',

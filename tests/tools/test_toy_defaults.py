@@ -8,7 +8,7 @@ import re
 import pytest
 from mmengine.config import Config
 
-from conftest import TOY
+from tool_runs import TOY
 
 TOOLS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools')
 

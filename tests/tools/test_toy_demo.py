@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import torch
-from conftest import TOY, TOY_ROOT_ARGS, load_checkpoint
+from tool_runs import TOY, TOY_ROOT_ARGS, load_checkpoint
 
 
 def _toy_demo():

@@ -3,7 +3,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import TOY
+from tool_runs import TOY
 
 TOOLS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools')
 

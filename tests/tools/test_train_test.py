@@ -7,7 +7,7 @@ import pickle
 
 import torch
 
-from conftest import TOY, assert_same_weights, check_ok, load_checkpoint
+from tool_runs import TOY, assert_same_weights, check_ok, load_checkpoint
 
 
 def test_missing_coco_stops_with_where_and_toy_config(run_tool, tmp_path):
