@@ -144,7 +144,7 @@ def format_complexity(name: str, result: dict) -> str:
              f'{"group":<10} {"params":>8} {"GFLOPs":>9} {"ms_deform_attn":>15}  modules']
     for group, r in list(result['groups'].items()) + [('total', dict(total, members=[]))]:
         lines.append(f'{group:<10} {r["params"] / 1e6:>7.2f}M {r["flops"] / 1e9:>9.2f} {r["op_flops"] / 1e9:>15.2f}  '
-                     + ', '.join(r['members']))
+                     f'{", ".join(r["members"])}'.rstrip())
     lines += [f'Flops: {total["flops"] / 1e9:.2f}G (ms_deform_attn {total["op_flops"] / 1e9:.2f}G, '
               f'{100 * total["op_flops"] / total["flops"]:.1f}%)', f'Params: {total["params"] / 1e6:.2f}M']
     if result['uncounted']:
