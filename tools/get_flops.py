@@ -65,13 +65,19 @@ def main(argv=None):
         parser.error('give either CONFIG or --table1')
     if any(s <= 0 for s in args.shape):
         parser.error(f'--shape: expected a positive height and width, got {args.shape[0]} {args.shape[1]}')
-    if args.time < 0 or (args.time and not args.table1):
-        parser.error(f'--time: expected a positive number of rounds with --table1, got {args.time}')
+    if args.time < 0:
+        parser.error(f'--time: expected a positive number of rounds, got {args.time}')
+    if args.time and not args.table1:
+        parser.error('--time: times the --table1 models; give --table1')
     shape = tuple(args.shape)
     if args.table1:
         _table1(shape, args.time)
         return
-    result = complexity(build_model(load_config(args.config, args.dc5, args.cfg_options)), shape)
+    try:
+        cfg = load_config(args.config, args.dc5, args.cfg_options)
+    except FileNotFoundError as e:
+        parser.error(f'config: {e.strerror}: {e.filename}')
+    result = complexity(build_model(cfg), shape)
     print(format_complexity(args.config + ' --dc5' * args.dc5, result))
 
 

@@ -1,5 +1,5 @@
 """tools/get_flops.py on a toy config at a small --shape: the groups, our op's share, the groups adding up to the
-printed totals; a bad --shape is named."""
+printed totals; a bad --shape or a missing config is named."""
 import re
 
 from conftest import TOY, check_ok
@@ -30,3 +30,9 @@ def test_get_flops_names_a_bad_shape(run_tool):
     assert 'error: --shape: expected a positive height and width, got 0 128' in proc.stderr
     proc = run_tool('get_flops.py', TOY, '--shape', '96')
     assert proc.returncode == 2 and 'argument --shape: expected 2 arguments' in proc.stderr
+
+
+def test_get_flops_names_a_missing_config(run_tool):
+    proc = run_tool('get_flops.py', 'configs/no_such_config.py')
+    assert proc.returncode == 2
+    assert 'error: config: No such file or directory: configs/no_such_config.py' in proc.stderr
