@@ -1,4 +1,4 @@
-"""``mmddetr::ms_deform_attn``: the compiled op with its autograd formula, and the Python entry.
+"""``mmddetr::ms_deform_attn``: the compiled op with its autograd and FLOP formulas, and the Python entry.
 
 The op checks its inputs (``ops/ms_deform_attn.cpp``); this module only converts arguments for it.
 
@@ -12,7 +12,9 @@ import warnings
 
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
+from .flops import ms_deform_attn_flop_formula
 from .reference import multi_scale_deformable_attn_pytorch
 
 try:
@@ -55,6 +57,8 @@ if _EXTENSION_ERROR is None:
         return grad_value, None, None, grad_locations, grad_weights
 
     torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
+    # its FLOPs for torch's FlopCounterMode (2 per multiply-add; mmddetr/ops/flops.py says what is counted)
+    register_flop_formula(torch.ops.mmddetr.ms_deform_attn, get_raw=True)(ms_deform_attn_flop_formula)
 
 
 def _require(condition: bool, argument: str, expected: str, got) -> None:

@@ -71,8 +71,11 @@ class TwoStageProposalHead(BaseModule):
                                                                             valid_ratios)
         enc_outputs_class = cls_branch(output_memory)  # (bs, num_keys, num_classes)
         enc_outputs_coord_unact = reg_branch(output_memory) + output_proposals  # (bs, num_keys, 4)
-        # small images have fewer pixels than queries (sym_min: no guard on the symbolic size under torch.export)
-        num_proposals = torch.sym_min(self.num_proposals, memory.size(1))
+        # small images have fewer pixels than queries (sym_min: no guard on the symbolic size under torch.export;
+        # under torch.jit.trace, mmengine's FLOP counter's, the size is a tensor)
+        num_keys = memory.size(1)
+        num_proposals = (num_keys.clamp(max=self.num_proposals) if isinstance(num_keys, Tensor) else
+                         torch.sym_min(self.num_proposals, num_keys))
         topk = torch.topk(enc_outputs_class[..., 0], num_proposals, dim=1)[1]  # (bs, num_proposals)
         topk_coords_unact = torch.gather(enc_outputs_coord_unact, 1, topk.unsqueeze(-1).expand(-1, -1, 4)).detach()
         pos_trans_out = self.pos_trans_norm(self.pos_trans_fc(self.get_proposal_pos_embed(topk_coords_unact)))
