@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from mmddetr.benchmark import _config, _quiet_logger, make_batch, mmdet_config_path
+from mmddetr.benchmark import as_config, make_batch, mmdet_config_path, quiet_logger
 from mmddetr.ops.flops import MMENGINE_FLOP_HANDLES
 
 # group: the detector's top-level attributes in it (those a detector lacks are skipped); the rest is HEAD
@@ -57,7 +57,7 @@ def load_config(config, dc5: bool = False, cfg_options: Optional[dict] = None):
     dilations (1, 1, 1, 2)), DETR's DC5, which mmdet 3.3.0 does not ship."""
     if isinstance(config, str) and config.startswith('mmdet::'):
         config = mmdet_config_path(config[len('mmdet::'):])
-    cfg = _config(config)
+    cfg = as_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if dc5:
@@ -71,7 +71,7 @@ def build_model(cfg) -> nn.Module:
     from mmengine.registry import MODELS, DefaultScope
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
-    with _quiet_logger(), DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
+    with quiet_logger(), DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
         model = MODELS.build(cfg.model)
         model.init_weights()
     return model.eval()

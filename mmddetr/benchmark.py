@@ -62,14 +62,14 @@ def as_mmdet_config(path: str):
     return cfg
 
 
-def _config(config):
+def as_config(config):
     """A fresh Config from a path or a copy of a Config."""
     from mmengine.config import Config
     return copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(config)
 
 
 @contextlib.contextmanager
-def _quiet_logger() -> Iterator[None]:
+def quiet_logger() -> Iterator[None]:
     """mmengine's current logger at WARNING inside the block (no per-parameter init report), its level restored."""
     from mmengine.logging import MMLogger
     logger = MMLogger.get_current_instance()
@@ -101,10 +101,10 @@ def build_detector(impl: str, ours_config: Optional[str], mmdet_config=None, dev
     from mmddetr.models import mmdet_attention
     from mmddetr.registry import MODELS
     register_all_modules(init_default_scope=False)
-    theirs_cfg = as_mmdet_config(ours_config) if mmdet_config is None else _config(mmdet_config)
+    theirs_cfg = as_mmdet_config(ours_config) if mmdet_config is None else as_config(mmdet_config)
     theirs_cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
-    with _quiet_logger():
+    with quiet_logger():
         with DefaultScope.overwrite_default_scope('mmdet'), mmdet_attention(mmddetr=False):
             model = MMDET_MODELS.build(theirs_cfg.model)
             model.init_weights()
@@ -112,7 +112,7 @@ def build_detector(impl: str, ours_config: Optional[str], mmdet_config=None, dev
             for p in model.parameters():
                 p.add_(torch.randn_like(p) * 0.02)
         if impl == 'ours':
-            ours_cfg = _config(mmdet_config if ours_config is None else ours_config)
+            ours_cfg = as_config(mmdet_config if ours_config is None else ours_config)
             ours_cfg.model.backbone.init_cfg = None
             with DefaultScope.overwrite_default_scope('mmddetr'), mmdet_attention():
                 ours = MODELS.build(ours_cfg.model)

@@ -2,7 +2,7 @@
 printed totals; a bad --shape or a missing config is named."""
 import re
 
-from conftest import TOY, check_ok
+from tool_runs import TOY, check_ok
 
 GROUP = re.compile(r'(backbone|neck|encoder|decoder|head|total) +([\d.]+)M +([\d.]+) +([\d.]+)(?:  (.*))?')
 
