@@ -57,3 +57,23 @@ def test_toy_detector_groups_add_up_and_both_counters_count_the_op():
         model(inputs, samples, mode='tensor')
     assert counter.get_flop_counts()['Global'][torch.ops.mmddetr.ms_deform_attn] == 2 * total['op_flops']
     assert 'forward' not in vars(model)  # the analyzer's forward wrapper is gone
+
+
+def test_dc5_dilates_the_last_stage_of_mmdets_detr():
+    """``--dc5`` (DETR's DC5): the backbone's last stage at stride 16 instead of 32, dilated, same weights' shapes."""
+    from mmengine.registry import MODELS, DefaultScope
+
+    features = {}
+    for dc5 in (False, True):
+        cfg = load_config('mmdet::detr/detr_r50_8xb2-150e_coco.py', dc5=dc5)
+        cfg.model.backbone.init_cfg = None
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            backbone = MODELS.build(cfg.model.backbone)
+        backbone.eval()  # mmdet's ResNet.train returns None
+        with torch.no_grad():
+            features[dc5] = backbone(torch.zeros(1, 3, 64, 96))[-1]
+        features[dc5, 'shapes'] = [p.shape for p in backbone.parameters()]
+        features[dc5, 'conv2'] = (backbone.layer4[0].conv2.stride, backbone.layer4[0].conv2.dilation)
+    assert features[False].shape == (1, 2048, 2, 3) and features[True].shape == (1, 2048, 4, 6)
+    assert features[False, 'shapes'] == features[True, 'shapes']
+    assert features[False, 'conv2'] == ((2, 2), (1, 1)) and features[True, 'conv2'] == ((1, 1), (2, 2))
