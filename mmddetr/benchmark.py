@@ -167,7 +167,7 @@ def peak_memory_bytes(step: Callable[[], object], device: str) -> int:
     return _peak_rss_bytes() - base
 
 
-def flops_of(model: nn.Module, step: Callable[[], object]) -> int:
+def flops_of(step: Callable[[], object]) -> int:
     """FLOPs of one ``step()``: torch's FlopCounterMode (a multiply-add is 2 FLOPs), our op counted by the formula
     registered with it (mmddetr/ops/flops.py; its backward is not counted)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -274,7 +274,7 @@ def _serve(conn, impl: str, configs: Tuple[Optional[str], Optional[str]], mode: 
         conn.send(dict(gflops=None, op_share=onnxruntime_op_share(onnx_path, inputs, samples, threads)))
         workdir.cleanup()
         return
-    flops = flops_of(model, step) if not compile_model else None
+    flops = flops_of(step) if not compile_model else None
     conn.send(dict(gflops=flops / 1e9 if flops else None,
                    op_share=eager_op_share(step) if mode == 'onnxruntime inference' else None))
 
