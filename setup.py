@@ -44,8 +44,10 @@ setup(
     packages=find_packages(include=['mmddetr', 'mmddetr.*']),
     python_requires='>=3.8',
     install_requires=['torch', 'mmengine>=0.10.0', 'mmcv>=2.0.0,<2.2.0', 'mmdet>=3.3.0', 'pycocotools', 'scipy'],
-    # ONNX export (tools/export_onnx.py) and ONNX Runtime inference (tools/infer.py --backend onnxruntime)
-    extras_require={'export': ['onnx>=1.16', 'onnxscript>=0.5', 'onnxruntime>=1.20']},
+    # ONNX export (tools/export_onnx.py), ONNX Runtime and OpenVINO inference (tools/infer.py --backend ...);
+    # Hugging Face checkpoints (tools/convert_checkpoint.py --from hf / --to hf)
+    extras_require={'export': ['onnx>=1.16', 'onnxscript>=0.5', 'onnxruntime>=1.20', 'openvino>=2024.0'],
+                    'hf': ['transformers>=5.0']},
     ext_modules=[extension()],
     cmdclass={'build_ext': BuildExtensionInBuildDir},
     zip_safe=False,

@@ -57,17 +57,22 @@ fi
 # 4. mmdet 3.3.0 (its requirements are met by now, so pip builds nothing else).
 have "mmdet==3.3.0" || { say "installing mmdet 3.3.0"; $PIP "mmdet==3.3.0"; }
 
-# 5. the export extra (tools/export_onnx.py, tools/infer.py --backend onnxruntime), at the versions tested.
-have "onnx==1.23.2" "onnxscript==0.7.2" "onnxruntime==1.32.0" || {
-  say "installing onnx 1.23.2, onnxscript 0.7.2, onnxruntime 1.32.0"
-  $PIP "onnx==1.23.2" "onnxscript==0.7.2" "onnxruntime==1.32.0"
+# 5. the export extra (tools/export_onnx.py, tools/infer.py --backend onnxruntime|openvino), at the versions tested.
+have "onnx==1.23.2" "onnxscript==0.7.2" "onnxruntime==1.32.0" "openvino==2026.4.1" || {
+  say "installing onnx 1.23.2, onnxscript 0.7.2, onnxruntime 1.32.0, openvino 2026.4.1"
+  $PIP "onnx==1.23.2" "onnxscript==0.7.2" "onnxruntime==1.32.0" "openvino==2026.4.1"
 }
 
-# 6. TensorBoard: tools/train.py then writes TensorBoard event files (losses, learning rate, val mAP), which the
+# 6. the hf extra: Hugging Face transformers, for tools/convert_checkpoint.py --from hf / --to hf and its parity
+#    tests. Not timm: timm needs torchvision, and the registry's torchvision wheels are CUDA builds that do not load
+#    with the CPU torch (and pip would replace torch to install them). transformers' own ResNet backbone needs neither.
+have "transformers==5.25.0" || { say "installing transformers 5.25.0"; $PIP "transformers==5.25.0"; }
+
+# 7. TensorBoard: tools/train.py then writes TensorBoard event files (losses, learning rate, val mAP), which the
 #    tests read back.
 have "tensorboard==2.21.0" || { say "installing tensorboard 2.21.0"; $PIP "tensorboard==2.21.0"; }
 
-# 7. mmddetr itself, editable, with its C++ (and, with a CUDA torch and toolkit, CUDA) extension.
+# 8. mmddetr itself, editable, with its C++ (and, with a CUDA torch and toolkit, CUDA) extension.
 #    A re-run only recompiles what changed (ninja), so it takes seconds.
 # (looked up from / so that the checkout in the current directory does not count as installed)
 find_installed='import importlib.util as u, os
