@@ -37,6 +37,19 @@ def test_export_imports_no_onnx_package_until_asked():
     subprocess.run([sys.executable, '-c', code], check=True)
 
 
+def test_every_module_imports_without_transformers():
+    """The Hugging Face conversion imports transformers and safetensors only when it reads or writes a directory:
+    with neither importable, every module of mmddetr (the converters included) still imports."""
+    code = ('import importlib, pkgutil, sys\n'
+            'sys.modules["transformers"] = sys.modules["safetensors"] = None  # import raises ImportError\n'
+            'import mmddetr\n'
+            'names = [m.name for m in pkgutil.walk_packages(mmddetr.__path__, "mmddetr.")]\n'
+            'assert {"mmddetr.convert.hf", "mmddetr.convert.official", "mmddetr.convert.checkpoint"} <= set(names)\n'
+            'for name in names:\n'
+            '    importlib.import_module(name)\n')
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
 def test_custom_imports_of_mmddetr_still_reach_our_modules_from_mmdet_configs():
     code = ('from mmengine.config import Config\n'
             'from mmengine.registry import DefaultScope\n'

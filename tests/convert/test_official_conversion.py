@@ -1,20 +1,25 @@
-"""The official-checkpoint converter on random state dicts of the official layout (no network here): the official
+"""The official-checkpoint conversion on random state dicts of the official layout (no network here): the official
 model's keys, shapes and shared tensors, frozen in official_deformable_detr_keys.json from the official code."""
 import argparse
 import importlib.util
 import json
 import os
+import re
 
 import pytest
 import torch
 
-spec = importlib.util.spec_from_file_location('convert_official_checkpoint', 'tools/convert_official_checkpoint.py')
-converter = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(converter)
+from mmddetr.convert import official_to_mmddetr
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location('convert_checkpoint', os.path.join(HERE, '..', '..', 'tools',
+                                                                                 'convert_checkpoint.py'))
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
 
 # The official model's state dict keys, shapes and shared tensors per variant, frozen from the official code's module
 # names (fundamentalvision/Deformable-DETR; the file's "source" says which commit and files)
-OFFICIAL_KEYS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'official_deformable_detr_keys.json')
+OFFICIAL_KEYS = os.path.join(HERE, 'official_deformable_detr_keys.json')
 
 
 def official_state_dict(variant: str, seed: int = 0) -> dict:
@@ -38,9 +43,8 @@ def official_state_dict(variant: str, seed: int = 0) -> dict:
 ])
 def test_converted_checkpoint_loads_strictly(variant, config, levels, refine, two_stage, build_detector):
     official = official_state_dict(variant)
-    converted, detected = converter.convert(official)
+    converted, detected = official_to_mmddetr(official)
     assert detected == dict(num_feature_levels=levels, with_box_refine=refine, as_two_stage=two_stage)
-    assert converter.config_for(detected) == 'configs/' + config
     model = build_detector('configs/' + config, neck=dict(bias=True))
     model.load_state_dict(converted, strict=True)
     # every official weight is in the converted checkpoint (the class layers as rows of it, checked below)
@@ -82,20 +86,36 @@ def test_converted_checkpoint_loads_strictly(variant, config, levels, refine, tw
         assert torch.equal(sd['neck.convs.2.conv.weight'], official['input_proj.2.0.weight'])
 
 
-def test_cli_writes_once_and_never_overwrites(tmp_path, capsys):
+def test_tool_picks_the_variants_config_and_writes_a_config_that_loads_it(tmp_path, capsys):
+    """--from official: the checkpoint and a config beside it that inherits the variant's shipped config with the
+    official conv biases (checked to load the checkpoint strictly); COCO's classes in the meta; never overwritten."""
+    from mmddetr.engine import load_detector
+    for levels, refine, two_stage, name in ((4, False, False, 'deformable_detr_r50.py'),
+                                            (4, True, False, 'deformable_detr_r50_refine.py'),
+                                            (4, True, True, 'deformable_detr_r50_refine_twostage.py'),
+                                            (1, False, False, 'deformable_detr_r50_single_scale.py')):
+        assert tool.shipped_config(levels, refine, two_stage) == os.path.join(tool.CONFIGS, name)
     src, dst = tmp_path / 'official.pth', tmp_path / 'out' / 'converted.pth'
     torch.save(dict(model=official_state_dict('refine_twostage'), args=argparse.Namespace(lr=2e-4)), src)
-    converter.main([str(src), str(dst)])
-    out = capsys.readouterr().out
-    assert 'configs/deformable_detr_r50_refine_twostage.py' in out and 'model.neck.bias=True' in out
-    saved = torch.load(dst, weights_only=True)
-    assert 'state_dict' in saved and saved['meta']['variant']['as_two_stage']
-    before = dst.read_bytes()
-    with pytest.raises(SystemExit, match='exists'):
-        converter.main([str(src), str(dst)])
-    assert dst.read_bytes() == before
+    tool.main(['--from', 'official', '--to', 'mmddetr', str(src), str(dst)])
+    config = tmp_path / 'out' / 'converted.py'
+    assert f'python tools/test.py {config} {dst}\n' in capsys.readouterr().out
+    text = config.read_text()
+    assert f"_base_ = '{tool.CONFIGS}/deformable_detr_r50_refine_twostage.py'" in text  # other trees: absolute
+    assert 'neck=dict(bias=True)' in text and 'metainfo' not in text
+    model = load_detector(str(config), str(dst))
+    assert model.as_two_stage and model.dataset_meta['classes'][79] == 'toothbrush'
+    assert torch.load(dst, weights_only=True)['meta']['variant']['as_two_stage']
+    before = dst.read_bytes(), text
+    with pytest.raises(SystemExit, match=re.escape(f'error: {dst} exists; choose a new path')):
+        tool.main(['--from', 'official', '--to', 'mmddetr', str(src), str(dst)])
+    assert (dst.read_bytes(), config.read_text()) == before
+    dst.unlink()  # the config alone blocks too
+    with pytest.raises(SystemExit, match=re.escape(f'error: {config} exists; choose a new path')):
+        tool.main(['--from', 'official', '--to', 'mmddetr', str(src), str(dst)])
+    assert not dst.exists() and config.read_text() == text
 
 
 def test_rejects_other_state_dicts():
     with pytest.raises(ValueError, match='not an official Deformable DETR state dict'):
-        converter.convert({'backbone.conv1.weight': torch.zeros(1)})
+        official_to_mmddetr({'backbone.conv1.weight': torch.zeros(1)})
