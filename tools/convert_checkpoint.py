@@ -21,10 +21,11 @@ import argparse
 import os.path as osp
 import sys
 
-import torch
+from mmdet.datasets import CocoDataset
 
-from mmddetr.convert import arch_of, hf_to_mmddetr, mmddetr_to_hf, official_to_mmddetr, read_hf_dir, write_hf_dir
-from mmddetr.convert.checkpoint import read_detector, save_converted
+from mmddetr.convert import (arch_of, hf_to_mmddetr, mmddetr_to_hf, official_to_mmddetr, read_hf_dir,
+                             read_official_checkpoint, write_hf_dir)
+from mmddetr.convert.checkpoint import coco_classes, read_detector, save_converted
 from mmddetr.convert.hf import architecture, class_names, mmdet_settings
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
@@ -45,16 +46,9 @@ def shipped_config(num_feature_levels: int, with_box_refine: bool, two_stage: bo
 
 def to_mmddetr(args) -> None:
     if args.source == 'official':
-        if not osp.isfile(args.src):
-            sys.exit(f'error: src: no such file {args.src}')
-        with torch.serialization.safe_globals([argparse.Namespace]):  # the official checkpoints store their args
-            checkpoint = torch.load(args.src, map_location='cpu', weights_only=True)
-        state_dict = checkpoint.get('model', checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state_dict, dict):
-            sys.exit(f'error: src: {args.src} holds no state dict (expected a dict with a "model" entry)')
-        converted, variant = official_to_mmddetr(state_dict)
+        converted, variant = official_to_mmddetr(read_official_checkpoint(args.src))
         meta = dict(converted_from=osp.basename(args.src), variant=variant)
-        settings, classes = {'model.neck.bias': True}, None  # COCO's classes
+        settings, classes = {'model.neck.bias': True}, CocoDataset.METAINFO['classes']
         base = shipped_config(variant['num_feature_levels'], variant['with_box_refine'], variant['as_two_stage'])
     else:
         config, state_dict = read_hf_dir(args.src)
@@ -67,6 +61,9 @@ def to_mmddetr(args) -> None:
     config_path = save_converted(converted, meta, args.dst, base, settings, classes)
     print(f'wrote {args.dst} ({len(converted)} tensors) and its config {config_path} ({osp.basename(base)} with '
           'what the checkpoint needs)')
+    if not coco_classes(classes):
+        print(f'its classes are not COCO\'s: point the datasets of {config_path} at data with those category names '
+              '(data_root, ann_file, data_prefix) for test and fine-tuning')
     print(f'test (COCO AP):  python tools/test.py {config_path} {args.dst}')
     print(f'infer:           python tools/infer.py {config_path} {args.dst} IMAGES... --out-dir DIR')
     print(f'fine-tune:       python tools/train.py {config_path} --cfg-options load_from={args.dst}')
@@ -80,8 +77,8 @@ def to_hf(args) -> None:
     if osp.exists(args.dst):
         sys.exit(f'error: dst: {args.dst} exists; choose a new path (nothing is overwritten)')
     model, meta = read_detector(args.config, args.src)
-    config, state_dict = mmddetr_to_hf(model.state_dict(), arch_of(model), tuple(model.dataset_meta['classes']),
-                                       meta.get('hf'))
+    classes = tuple(model.dataset_meta.get('classes', ()))  # mmdet's init_detector: COCO's when the meta has none
+    config, state_dict = mmddetr_to_hf(model.state_dict(), arch_of(model), classes, meta.get('hf'))
     write_hf_dir(args.dst, config, state_dict)
     print(f'wrote {args.dst} (config.json, model.safetensors: {len(state_dict)} tensors); transformers loads it with '
           'no missing or unexpected weights:')

@@ -6,7 +6,7 @@ queries, number of classes and, for classes other than COCO's, their names), so 
 """
 import os
 import os.path as osp
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 from mmdet.datasets import CocoDataset
@@ -55,6 +55,11 @@ def _base_value(cfg: dict, key: str):
     return node
 
 
+def coco_classes(classes: Sequence[str]) -> bool:
+    """Whether ``classes`` are mmdet's ``CocoDataset`` classes, in order."""
+    return tuple(classes) == CocoDataset.METAINFO['classes']
+
+
 def derived_config(base_config: str, config_path: str, settings: Dict[str, object], classes: Sequence[str],
                    source: str) -> str:
     """The text of a config at ``config_path`` that inherits ``base_config`` (by a path relative to it) and sets the
@@ -67,7 +72,7 @@ def derived_config(base_config: str, config_path: str, settings: Dict[str, objec
              'the converted checkpoint.',
              f'_base_ = {(osp.relpath(base_config, here) if inside else base_config)!r}']
     lines += [f'{name} = {_python(value, indent="    ")}' for name, value in _nested(changed).items()]
-    if tuple(classes) != CocoDataset.METAINFO['classes']:
+    if not coco_classes(classes):
         lines += ['# its classes, not COCO\'s: point the datasets at data with these category names',
                   f'metainfo = dict(classes={tuple(classes)!r}, palette=\'random\')']
         lines += [f'{loader} = dict(dataset=dict(metainfo=metainfo))'
@@ -95,7 +100,7 @@ def check_fits(state_dict: Dict[str, torch.Tensor], config_path: str, shown: int
 
 
 def save_converted(state_dict: Dict[str, torch.Tensor], meta: dict, checkpoint: str, base_config: str,
-                   settings: Dict[str, object], classes: Optional[Sequence[str]] = None) -> str:
+                   settings: Dict[str, object], classes: Sequence[str]) -> str:
     """Write the converted ``checkpoint`` and its config (:func:`config_path_of`), checked to load strictly.
 
     Args:
@@ -104,7 +109,7 @@ def save_converted(state_dict: Dict[str, torch.Tensor], meta: dict, checkpoint: 
         checkpoint (str): New ``.pth`` path.
         base_config (str): The shipped config of the checkpoint's variant.
         settings (dict): Config values (dotted keys) the checkpoint needs.
-        classes (Sequence[str], optional): Class names; COCO's (mmdet's ``CocoDataset``) by default.
+        classes (Sequence[str]): Class names, in class order.
 
     Returns:
         str: The config's path.
@@ -118,7 +123,7 @@ def save_converted(state_dict: Dict[str, torch.Tensor], meta: dict, checkpoint: 
     for path in (checkpoint, config_path):
         if osp.exists(path):
             raise ConversionError(f'{path} exists; choose a new path (nothing is overwritten)')
-    classes = tuple(classes or CocoDataset.METAINFO['classes'])
+    classes = tuple(classes)
     text = derived_config(base_config, config_path, settings, classes, osp.basename(checkpoint))
     os.makedirs(osp.dirname(osp.abspath(checkpoint)), exist_ok=True)
     with open(config_path, 'x') as f:

@@ -316,6 +316,10 @@ def mmddetr_to_hf(state_dict: Dict[str, torch.Tensor], arch: dict, classes: Tupl
     Returns:
         tuple[dict, dict]: ``config.json`` and the state dict, every tensor a contiguous tensor of its own.
     """
+    num_classes = state_dict['bbox_head.cls_branches.0.weight'].shape[0]
+    if len(classes) != num_classes:
+        raise HFCheckpointError(f'{len(classes)} class names for the {num_classes} classes of the model: the '
+                                'checkpoint\'s meta must name them (dataset_meta.classes)')
     base = dict(hf_meta['config']) if hf_meta else {}
     arch = dict(arch, tie_word_embeddings=base.get('tie_word_embeddings', True))
     coco = bool(hf_meta) and coco_rows_with_gaps(base.get('id2label', {})) and len(classes) == len(COCO_CATEGORY_IDS)

@@ -5,6 +5,8 @@ id, become the 80 classes of mmdet's ``CocoDataset``; the two-stage proposal sco
 class-agnostic objectness). The official input projections have conv biases, mmdet's ``ChannelMapper`` does not by
 default: the model needs ``neck.bias=True``.
 """
+import argparse
+import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, Tuple
@@ -23,6 +25,19 @@ TRANSFORMER = {
     'level_embed': 'level_embed', 'reference_points': 'reference_points_fc', 'enc_output_norm': 'memory_trans_norm',
     'enc_output': 'memory_trans_fc', 'pos_trans_norm': 'pos_trans_norm', 'pos_trans': 'pos_trans_fc'
 }
+
+
+def read_official_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """The state dict (``model`` entry) of an official checkpoint file, weights-only (its ``args`` namespace
+    allowed); ``ValueError`` naming the file if it is absent or holds none."""
+    if not osp.isfile(path):
+        raise ValueError(f'{path}: no such file')
+    with torch.serialization.safe_globals([argparse.Namespace]):  # the official checkpoints store their args
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    state_dict = checkpoint.get('model', checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state_dict, dict):
+        raise ValueError(f'{path} holds no state dict (expected a dict with a "model" entry)')
+    return state_dict
 
 
 def detect_variant(state_dict: Dict[str, torch.Tensor]) -> Dict[str, object]:

@@ -296,10 +296,15 @@ def test_clear_errors_and_nothing_written(converted, tmp_path):
     _fails([*to_ours, str(_copy(hf, tmp_path / 'labels', {'id2label': labels})), str(out)],
            f'the converted checkpoint does not fit {tmp_path / "out.py"}: 4 weights of another shape (first: '
            'bbox_head.cls_branches.0.weight (91, 256) for (5, 256)')
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == []  # no checkpoint, no config
+    assert not list(tmp_path.glob('out.*'))  # no checkpoint, no config
     _fails(['--from', 'mmddetr', '--to', 'hf', str(c.root / 'ours.pth'), str(tmp_path / 'back'), '--config',
             str(converted('refine_twostage').root / 'ours.py')], 'weights are missing')
     _fails(['--from', 'mmddetr', '--to', 'hf', str(c.root / 'ours.pth'), str(tmp_path / 'back')], '--config')
+    checkpoint = torch.load(c.root / 'ours.pth', weights_only=True)
+    checkpoint['meta']['dataset_meta']['classes'] = ('a', 'b', 'c')
+    torch.save(checkpoint, tmp_path / 'three_names.pth')
+    _fails(['--from', 'mmddetr', '--to', 'hf', str(tmp_path / 'three_names.pth'), str(tmp_path / 'back'), '--config',
+            str(c.root / 'ours.py')], '3 class names for the 80 classes of the model')
     assert not (tmp_path / 'back').exists()
     before = {p.name: p.read_bytes() for p in (c.root / 'back').iterdir()}
     _fails(['--from', 'mmddetr', '--to', 'hf', str(c.root / 'ours.pth'), str(c.root / 'back'), '--config',

@@ -114,6 +114,8 @@ def test_tool_picks_the_variants_config_and_writes_a_config_that_loads_it(tmp_pa
     with pytest.raises(SystemExit, match=re.escape(f'error: {config} exists; choose a new path')):
         tool.main(['--from', 'official', '--to', 'mmddetr', str(src), str(dst)])
     assert not dst.exists() and config.read_text() == text
+    with pytest.raises(SystemExit, match=re.escape(f'error: {tmp_path / "none.pth"}: no such file')):
+        tool.main(['--from', 'official', '--to', 'mmddetr', str(tmp_path / 'none.pth'), str(dst)])
 
 
 def test_rejects_other_state_dicts():

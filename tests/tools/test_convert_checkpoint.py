@@ -20,7 +20,7 @@ def test_hf_directory_to_test_and_infer(run_tool, toy_root, tmp_path):
     out = tmp_path / 'out' / 'toy_refine.pth'
     proc = check_ok(run_tool('convert_checkpoint.py', '--from', 'hf', '--to', 'mmddetr', str(hf), str(out)))
     config = str(out)[:-len('.pth')] + '.py'
-    assert f'python tools/test.py {config} {out}\n' in proc.stdout
+    assert f'python tools/test.py {config} {out}\n' in proc.stdout and "its classes are not COCO's" in proc.stdout
     assert f'python tools/infer.py {config} {out} IMAGES... --out-dir DIR\n' in proc.stdout
     text = open(config).read()
     assert 'deformable_detr_r50_refine.py' in text and repr(TOY_CLASSES) in text and 'num_classes=5' in text
