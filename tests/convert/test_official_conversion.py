@@ -118,6 +118,21 @@ def test_tool_picks_the_variants_config_and_writes_a_config_that_loads_it(tmp_pa
         tool.main(['--from', 'official', '--to', 'mmddetr', str(tmp_path / 'none.pth'), str(dst)])
 
 
+def test_official_checkpoint_to_hugging_face(tmp_path):
+    """An official checkpoint (no Hugging Face meta) goes on to a Hugging Face directory (checked by the tool to load
+    cleanly in transformers) with its 80 COCO classes as ``id2label``."""
+    pytest.importorskip('transformers')
+    from mmdet.datasets import CocoDataset
+    torch.save(dict(model=official_state_dict('refine')), tmp_path / 'official.pth')
+    tool.main(['--from', 'official', '--to', 'mmddetr', str(tmp_path / 'official.pth'), str(tmp_path / 'ours.pth')])
+    tool.main(['--from', 'mmddetr', '--to', 'hf', str(tmp_path / 'ours.pth'), str(tmp_path / 'hf'), '--config',
+               str(tmp_path / 'ours.py')])
+    with open(tmp_path / 'hf' / 'config.json') as f:
+        config = json.load(f)
+    assert config['id2label'] == {str(i): name for i, name in enumerate(CocoDataset.METAINFO['classes'])}
+    assert config['with_box_refine'] and config['decoder_layers'] == 6 and config['num_queries'] == 300
+
+
 def test_rejects_other_state_dicts():
     with pytest.raises(ValueError, match='not an official Deformable DETR state dict'):
         official_to_mmddetr({'backbone.conv1.weight': torch.zeros(1)})
