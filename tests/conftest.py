@@ -154,15 +154,8 @@ def no_dropout():
 @pytest.fixture(scope='session')
 def perturb():
     """``perturb(model, seed=0)`` → ``model`` with random weights away from the zero-initialised ones (sampling
-    offsets, box layers), so that no path hides behind a zero."""
-
-    def apply(model, seed=0):
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                p.add_(torch.randn(p.shape, generator=gen) * (0.2 if 'sampling_offsets' in name else 0.02))
-        return model
-
+    offsets, box layers), so that no path hides behind a zero (:func:`random_weights.perturb`)."""
+    from random_weights import perturb as apply
     return apply
 
 

@@ -9,6 +9,8 @@ import os
 import torch
 from torch import nn
 
+from random_weights import perturb
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, 'convert', 'hub_coco_id2label.json')) as f:
     HUB_COCO_ID2LABEL = json.load(f)['id2label']  # 91 rows by category id, "N/A" at the ids without a class
@@ -40,15 +42,4 @@ def hf_model(variant: str, id2label: dict = HUB_COCO_ID2LABEL, seed: int = 0) ->
     model = DeformableDetrForObjectDetection(hf_config(variant, id2label))
     if model.config.with_box_refine and not model.config.two_stage:
         model.class_embed = nn.ModuleList([copy.deepcopy(head) for head in model.class_embed])
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * (0.2 if 'sampling_offsets' in name else 0.05))
-        for name, b in model.named_buffers():
-            if name.endswith('running_mean'):
-                b.copy_(torch.randn(b.shape, generator=gen) * 0.1)
-            elif name.endswith('running_var'):
-                b.copy_(torch.rand(b.shape, generator=gen) + 0.5)
-            elif name.endswith(('weight', 'bias')):  # the frozen BatchNorm's affine parameters are buffers
-                b.add_(torch.randn(b.shape, generator=gen) * 0.05)
-    return model.eval()
+    return perturb(model, seed, scale=0.05, statistics=True).eval()

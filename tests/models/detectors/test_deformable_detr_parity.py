@@ -7,7 +7,8 @@ import mmdet
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
-from torch import nn
+
+from random_weights import perturb
 
 MMDET_CONFIGS = os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs', 'deformable_detr')
 # mmdet 3.3.0 has no single-scale config: its plain one with C5 only and one level in every attention
@@ -22,19 +23,6 @@ VARIANTS = {  # our config: mmdet's config, changes to it
     'deformable_detr_r50_refine_twostage.py': ('deformable-detr-refine-twostage_r50_16xb2-50e_coco.py', {}),
     'deformable_detr_r50_single_scale.py': ('deformable-detr_r50_16xb2-50e_coco.py', SINGLE_SCALE),
 }
-
-
-def _randomise(model: nn.Module, seed: int = 0) -> None:
-    """Perturb every parameter and BN statistic so no zero-initialised path (offsets, box layers) hides a bug."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * (0.2 if 'sampling_offsets' in name else 0.05))
-        for name, b in model.named_buffers():
-            if name.endswith('running_mean'):
-                b.copy_(torch.randn(b.shape, generator=gen) * 0.1)
-            elif name.endswith('running_var'):
-                b.copy_(torch.rand(b.shape, generator=gen) + 0.5)
 
 
 @pytest.fixture(scope='module', params=list(VARIANTS))
@@ -64,7 +52,7 @@ def model_pair(request, no_dropout, packages_of):
     assert packages_of(theirs) == dict(modules={'mmdet', 'mmcv', 'mmengine', 'torch'}, assigners={'mmdet'},
                                        match_costs={'mmdet'})
     assert packages_of(ours)['assigners'] == packages_of(ours)['match_costs'] == {'mmddetr'}
-    _randomise(theirs)
+    perturb(theirs, scale=0.05, statistics=True)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return no_dropout(theirs), no_dropout(ours)
 
