@@ -89,3 +89,16 @@ def test_centres_on_the_bounds_are_invalid_as_in_mmdet():
     rows = valid[:, 85 * 97:].view(2, 50, 150)[:, :, 75]  # level 1: 50 rows
     assert not rows[:, 0].any() and not rows[:, 49].any() and rows[:, 1:49].all()
     assert not valid[1, :85 * 97].view(85, 97)[49].any() and not valid[1, :85 * 97].view(85, 97)[:, 0].any()
+
+
+def test_validity_is_mmdets_for_every_valid_size():
+    """Valid widths 1 to 4,000 of a level 4,000 wide, as valid ratios (``w / 4000``, which gives ``w`` back only up to
+    its last bit): the proposals valid where mmdet's (j + 0.5) / w lies in (0.01, 0.99), in float32."""
+    head = TwoStageProposalHead(embed_dims=2)
+    width = 4000
+    for sizes in torch.arange(1, width + 1).split(500):
+        valid_ratios = torch.stack([sizes / width, torch.ones(len(sizes))], -1)[:, None]  # (bs, 1 level, 2)
+        _, proposals = head.gen_encoder_output_proposals(torch.zeros(len(sizes), width, 2), None,
+                                                         torch.tensor([[1, width]]), valid_ratios)
+        centres = (torch.arange(width) + 0.5) / sizes[:, None].float()  # (bs, width) mmdet's
+        assert torch.equal(~torch.isinf(proposals).all(-1), (centres > 0.01) & (centres < 0.99))
