@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 ONNX_TRACE_BATCH = ((128, 160), (100, 120))  # the export's example batch (small: tracing time grows with it)
-IMPLEMENTATIONS = ('ours', 'mmdet', 'onnxruntime')
+RUNTIMES = ('onnxruntime', 'openvino')  # our detector exported to ONNX, run in these
+IMPLEMENTATIONS = ('ours', 'mmdet') + RUNTIMES
 
 
 @functools.lru_cache(maxsize=None)
@@ -178,22 +179,36 @@ def flops_of(step: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def onnxruntime_step(model: nn.Module, inputs: torch.Tensor, samples: list, threads: int,
-                     path: str) -> Callable[[], object]:
-    """Our detector exported to ``path`` and run in ONNX Runtime (CPU, ``threads`` intra-op threads) on the batch:
-    the step, after its predictions are checked against eager PyTorch's."""
+def runtime_run(runtime: str, path: str, threads: int) -> Callable[[torch.Tensor, torch.Tensor], Sequence]:
+    """``run(images, valid_sizes)`` → ``(scores, labels, boxes)`` of the ONNX model at ``path`` in ``runtime`` (one
+    of ``RUNTIMES``) on the CPU with ``threads`` threads: an ONNX Runtime session
+    (:func:`mmddetr.export.onnx.session`) or an OpenVINO compiled model
+    (:func:`mmddetr.export.openvino_detector.compile_model`)."""
+    if runtime == 'onnxruntime':
+        from mmddetr.export.onnx import run_session, session
+        return functools.partial(run_session, session(path, threads))
+    from mmddetr.export.openvino_detector import compile_model, run_compiled
+    return functools.partial(run_compiled, compile_model(path, threads))
+
+
+def runtime_step(runtime: str, model: nn.Module, inputs: torch.Tensor, samples: list, threads: int,
+                 path: str) -> Callable[[], object]:
+    """Our detector exported to ``path`` (unless that file exists: a runtime before this one exported the same
+    model there) and run in ``runtime`` (:func:`runtime_run`) on the batch: the step, after its scores are checked
+    against eager PyTorch's (1e-4)."""
     from mmddetr.export import DetectorWithPostprocess
-    from mmddetr.export.onnx import export_onnx, run_session, session
+    from mmddetr.export.onnx import export_onnx
     wrapper = DetectorWithPostprocess(model)
-    trace = torch.randn(len(ONNX_TRACE_BATCH), 3, *ONNX_TRACE_BATCH[0], generator=torch.Generator().manual_seed(0))
-    export_onnx(wrapper, trace, torch.tensor(ONNX_TRACE_BATCH), path)
-    sess = session(path, threads)
+    if not os.path.exists(path):
+        trace = torch.randn(len(ONNX_TRACE_BATCH), 3, *ONNX_TRACE_BATCH[0], generator=torch.Generator().manual_seed(0))
+        export_onnx(wrapper, trace, torch.tensor(ONNX_TRACE_BATCH), path)
+    run = runtime_run(runtime, path, threads)
     valid_sizes = torch.tensor([s.img_shape for s in samples])
     with torch.no_grad():
         expected = wrapper(inputs, valid_sizes)
-    got = run_session(sess, inputs, valid_sizes)
+    got = run(inputs, valid_sizes)
     torch.testing.assert_close(torch.from_numpy(got[0]), expected[0], atol=1e-4, rtol=0)
-    return lambda: run_session(sess, inputs, valid_sizes)
+    return lambda: run(inputs, valid_sizes)
 
 
 def onnxruntime_op_share(path: str, inputs: torch.Tensor, samples: list, threads: int) -> float:
@@ -227,14 +242,15 @@ def eager_op_share(step: Callable[[], object]) -> float:
 
 
 def _serve(conn, impl: str, configs: Tuple[Optional[str], Optional[str]], mode: str, batch: int,
-           size: Tuple[int, int], device: str, dtype_name: str, threads: int, compile_model: bool) -> None:
+           size: Tuple[int, int], device: str, dtype_name: str, threads: int, compile_model: bool,
+           onnx_path: str) -> None:
     """Worker process of one (implementation, row): builds, warms up, reports size and peak memory, then times one
     step per request (so the implementations' timed steps interleave, and machine drift hits them alike); FLOPs
-    last."""
+    last. A runtime's worker runs our detector exported to ``onnx_path`` (:func:`runtime_step`)."""
     torch.set_num_threads(threads)
     dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[dtype_name]
-    onnxruntime = impl == 'onnxruntime'
-    model = build_detector('ours' if onnxruntime else impl, *configs, device=device)
+    runtime = impl in RUNTIMES
+    model = build_detector('ours' if runtime else impl, *configs, device=device)
     params = sum(p.numel() for p in model.parameters())
     inputs, samples = make_batch(batch, *size, device, model.bbox_head.num_classes)
     train = mode.endswith('train step')
@@ -259,24 +275,20 @@ def _serve(conn, impl: str, configs: Tuple[Optional[str], Optional[str]], mode: 
         if device == 'cuda':
             torch.cuda.synchronize()
 
-    step = eager_step
-    if onnxruntime:
-        workdir = tempfile.TemporaryDirectory()
-        onnx_path = os.path.join(workdir.name, 'model.onnx')
-        step = onnxruntime_step(model, inputs, samples, threads, onnx_path)
+    step = runtime_step(impl, model, inputs, samples, threads, onnx_path) if runtime else eager_step
     step()  # warm-up (and compilation)
     conn.send(dict(peak_mb=peak_memory_bytes(step, device) / 2**20, params=params))
     while conn.recv():
         start = time.perf_counter()
         step()
         conn.send(time.perf_counter() - start)
-    if onnxruntime:
-        conn.send(dict(gflops=None, op_share=onnxruntime_op_share(onnx_path, inputs, samples, threads)))
-        workdir.cleanup()
+    if runtime:  # OpenVINO renames the nodes it fuses and decomposes: the op's share is ONNX Runtime's only
+        share = onnxruntime_op_share(onnx_path, inputs, samples, threads) if impl == 'onnxruntime' else None
+        conn.send(dict(gflops=None, op_share=share))
         return
     flops = flops_of(step) if not compile_model else None
     conn.send(dict(gflops=flops / 1e9 if flops else None,
-                   op_share=eager_op_share(step) if mode == 'onnxruntime inference' else None))
+                   op_share=eager_op_share(step) if mode == 'runtime inference' else None))
 
 
 def _reply(variant: Tuple[str, bool], proc, conn):
@@ -293,11 +305,13 @@ def measure(variants: Sequence[Tuple[str, bool]], configs: Tuple[Optional[str], 
             repeat: int = 3) -> Dict[Tuple[str, bool], dict]:
     """{variant: dict(seconds (median of ``repeat``), peak_mb, params, gflops, op_share)} for one row.
 
-    A variant is (implementation, compiled): 'ours', 'mmdet' or 'onnxruntime' (ours exported), of the pair
-    ``configs`` = (ours_config, mmdet_config) (:func:`build_detector`); ``mode`` is 'inference', '... train step'
-    (forward, loss, backward) or 'onnxruntime inference' (also the op's share of the time). Each variant runs in its
-    own fresh process, started one after the other (builds and warm-ups never overlap a timing); the timed steps then
-    take turns, one of each per round. CPU peak memory is the resident set's growth over one step (Linux)."""
+    A variant is (implementation, compiled): 'ours', 'mmdet' or one of ``RUNTIMES`` (ours exported to ONNX once, by
+    the first runtime's process, into a temporary folder the others read it from), of the pair ``configs`` =
+    (ours_config, mmdet_config) (:func:`build_detector`); ``mode`` is 'inference', '... train step' (forward, loss,
+    backward) or 'runtime inference' (also the op's share of the time, eager's and ONNX Runtime's). Each variant runs
+    in its own fresh process, started one after the other (builds and warm-ups never overlap a timing); the timed
+    steps then take turns, one of each per round. CPU peak memory is the resident set's growth over one step
+    (Linux)."""
     for impl, _ in variants:
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f'variants: expected implementations among {IMPLEMENTATIONS}, got {impl!r}')
@@ -305,24 +319,26 @@ def measure(variants: Sequence[Tuple[str, bool]], configs: Tuple[Optional[str], 
         raise ValueError(f"dtype: expected 'fp32', 'bf16' or 'fp16', got {dtype!r}")
     ctx = multiprocessing.get_context('spawn')
     workers, results = {}, {}
-    for variant in variants:
-        conn, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, variant[0], tuple(configs), mode, batch, tuple(size), device,
-                                                dtype, threads, variant[1]), daemon=True)
-        proc.start()
-        child.close()  # so that a worker's death ends a wait on it (EOFError) instead of hanging
-        workers[variant] = (proc, conn)
-        results[variant] = dict(_reply(variant, proc, conn), times=[])
-    for _ in range(repeat):
+    with tempfile.TemporaryDirectory() as workdir:  # the runtimes' model
+        onnx_path = os.path.join(workdir, 'model.onnx')
+        for variant in variants:
+            conn, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(child, variant[0], tuple(configs), mode, batch, tuple(size), device,
+                                                    dtype, threads, variant[1], onnx_path), daemon=True)
+            proc.start()
+            child.close()  # so that a worker's death ends a wait on it (EOFError) instead of hanging
+            workers[variant] = (proc, conn)
+            results[variant] = dict(_reply(variant, proc, conn), times=[])
+        for _ in range(repeat):
+            for variant, (proc, conn) in workers.items():
+                conn.send(True)
+                results[variant]['times'].append(_reply(variant, proc, conn))
         for variant, (proc, conn) in workers.items():
-            conn.send(True)
-            results[variant]['times'].append(_reply(variant, proc, conn))
-    for variant, (proc, conn) in workers.items():
-        conn.send(False)
-        results[variant].update(_reply(variant, proc, conn))
-        proc.join()
-        times = sorted(results[variant].pop('times'))
-        results[variant]['seconds'] = times[len(times) // 2]
+            conn.send(False)
+            results[variant].update(_reply(variant, proc, conn))
+            proc.join()
+            times = sorted(results[variant].pop('times'))
+            results[variant]['seconds'] = times[len(times) // 2]
     return results
 
 

@@ -1,4 +1,4 @@
-"""docs/export.md: the ``export`` extra is onnx, onnxscript and onnxruntime, and tools/install.sh installs the
+"""docs/export.md: the ``export`` extra is onnx, onnxscript, onnxruntime and openvino, and tools/install.sh installs the
 versions it names; setup.py, install.sh and the doc must agree."""
 import ast
 import os
@@ -18,7 +18,7 @@ def test_install_sh_pins_the_export_extra_at_the_versions_export_md_names():
     [extras] = [ast.literal_eval(node.value) for node in ast.walk(ast.parse(_read('setup.py')))
                 if isinstance(node, ast.keyword) and node.arg == 'extras_require']
     extra = {req.name: req.specifier for req in map(Requirement, extras['export'])}
-    assert set(extra) == {'onnx', 'onnxscript', 'onnxruntime'}
+    assert set(extra) == {'onnx', 'onnxscript', 'onnxruntime', 'openvino'}
 
     install = _read('tools/install.sh')
     [checked] = re.findall(r'^have ("onnx==.*) \|\| \{$', install, re.MULTILINE)  # what counts as installed
@@ -30,6 +30,6 @@ def test_install_sh_pins_the_export_extra_at_the_versions_export_md_names():
         assert version in extra[name], f'install.sh pins {name} {version}, outside setup.py\'s {extra[name]}'
 
     doc = ' '.join(_read('docs/export.md').split())
-    named = re.search(r'`bash tools/install.sh` installs onnx ([\d.]+), onnxscript ([\d.]+) and onnxruntime ([\d.]+)',
-                      doc)
-    assert named and named.groups() == (pins['onnx'], pins['onnxscript'], pins['onnxruntime'])
+    named = re.search(r'`bash tools/install.sh` installs onnx ([\d.]+), onnxscript ([\d.]+), onnxruntime ([\d.]+) and '
+                      r'openvino ([\d.]+)', doc)
+    assert named and named.groups() == (pins['onnx'], pins['onnxscript'], pins['onnxruntime'], pins['openvino'])

@@ -18,22 +18,25 @@ def test_import_loads_no_openmmlab_package_and_changes_nothing(module):
 
 def test_export_imports_no_onnx_package_until_asked():
     """layout.md: only mmddetr.export.onnx, the op's translation it imports (ms_deform_attn_onnx) and the ONNX
-    Runtime detector (onnxruntime_detector) import the export extra's packages: every other module of mmddetr imports
-    none of them."""
+    Runtime and OpenVINO detectors (onnxruntime_detector, openvino_detector) import the export extra's packages: every
+    other module of mmddetr imports none of them."""
     code = ('import importlib, pkgutil, sys\n'
             'import mmddetr\n'
             'onnx_modules = {"mmddetr.export.onnx", "mmddetr.export.ms_deform_attn_onnx",\n'
-            '                "mmddetr.export.onnxruntime_detector"}\n'
+            '                "mmddetr.export.onnxruntime_detector", "mmddetr.export.openvino_detector"}\n'
             'names = [m.name for m in pkgutil.walk_packages(mmddetr.__path__, "mmddetr.")]\n'
             'names = [name for name in names if name not in onnx_modules]\n'
             'assert {"mmddetr.models", "mmddetr.engine", "mmddetr.datasets", "mmddetr.export.detector",\n'
             '        "mmddetr.export.runtime_detector"} <= set(names)\n'
             'for name in names:\n'
             '    importlib.import_module(name)\n'
-            'loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("onnx", "onnxscript", "onnxruntime"))\n'
+            'extra = ("onnx", "onnxscript", "onnxruntime", "openvino")\n'
+            'loaded = sorted(m for m in sys.modules if m.split(".")[0] in extra)\n'
             'assert not loaded, loaded\n'
             'import mmddetr.export.onnx\n'
-            'assert {"onnx", "onnxscript", "onnxruntime"} <= set(sys.modules)\n')
+            'assert {"onnx", "onnxscript", "onnxruntime"} <= set(sys.modules)\n'
+            'import mmddetr.export.openvino_detector\n'
+            'assert "openvino" in sys.modules\n')
     subprocess.run([sys.executable, '-c', code], check=True)
 
 

@@ -12,7 +12,8 @@ time over ``--repeat`` rounds after a warm-up, peak memory (CPU: peak resident s
 peak allocated), parameters and FLOPs (torch's FlopCounterMode, with a formula for our op).
 
     python tools/benchmark_model.py [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads 2] [--repeat 3]
-                                    [--compile] [--passes inference 'train step' 'toy train step' onnxruntime]
+                                    [--compile] [--passes inference 'train step' 'toy train step' onnxruntime
+                                    openvino]
                                     [--json FILE] [--model deformable-detr|dino|ddq-detr]
 
 Rows: inference at 800x1333 (batch 1; and batch 4 on CUDA) and one training step (forward, loss, backward) at
@@ -26,12 +27,14 @@ DINO (mmcv's attention) and as ours. The builds and the timing harness: mmddetr/
 path, traced on a small batch) in ONNX Runtime against our eager PyTorch, inference at 800x1333, batch 1, the same
 threads, the two taking turns as above; ONNX Runtime's predictions are checked against eager first. It also reports what
 the deformable attention costs in each: its share of a profiled run (ONNX Runtime: the nodes our op became; torch: the
-compiled op) times the median time.
+compiled op) times the median time. ``--passes openvino``: the same row with OpenVINO beside ONNX Runtime (all three in
+turns, one exported file serving both runtimes, each one's predictions checked against eager first; OpenVINO in
+float32, its op share not reported: it renames the nodes it fuses and decomposes).
 """
 import argparse
 import json
 
-from mmddetr.benchmark import check_equal, measure, mmdet_config_path, rows_of
+from mmddetr.benchmark import RUNTIMES, check_equal, measure, mmdet_config_path, rows_of
 
 # --model: our config (None: mmdet's config on our attention), mmdet's (under its .mim/configs), our toy config (None:
 # no toy row), and the issues' targets: the least speed-up over mmdet per (device, pass)
@@ -47,6 +50,7 @@ DETECTORS = {
     'ddq-detr': dict(ours=None, mmdet='ddq/ddq-detr-4scale_r50_8xb2-12e_coco.py', toy=None, targets={}),
 }
 ONNXRUNTIME_TARGET = 1.5  # ONNX Runtime's time at most this many times our eager time
+RUNTIME_NAMES = {'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO'}
 PAPER_V100_FPS = (15.0, 19.4)  # paper: two-stage R50 on a V100 at batch 1 and 4
 
 
@@ -64,16 +68,19 @@ def main():
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--compile', action='store_true', help='also time our detector under torch.compile')
     passes = ['inference', 'train step', 'toy train step']
-    parser.add_argument('--passes', nargs='+', choices=passes + ['onnxruntime'], default=passes,
-                        help='which rows to run (onnxruntime: ours in ONNX Runtime against eager, CPU fp32)')
+    parser.add_argument('--passes', nargs='+', choices=passes + list(RUNTIMES), default=passes,
+                        help='which rows to run (onnxruntime: ours in ONNX Runtime against eager, CPU fp32; openvino: '
+                        'in ONNX Runtime and OpenVINO against eager)')
     parser.add_argument('--json', help='write the rows to this file')
     parser.add_argument('--model', choices=list(DETECTORS), default='deformable-detr',
                         help='the detector: our Deformable DETR, or mmdet\'s DINO / DDQ-DETR on our attention')
     args = parser.parse_args()
-    if 'onnxruntime' in args.passes and (args.device, args.dtype) != ('cpu', 'fp32'):
-        parser.error('--passes onnxruntime runs on --device cpu in --dtype fp32')
-    if 'onnxruntime' in args.passes and args.model != 'deformable-detr':
-        parser.error('--passes onnxruntime exports our Deformable DETR: --model deformable-detr')
+    # --passes onnxruntime: eager against ONNX Runtime; openvino: against ONNX Runtime and OpenVINO
+    runtimes = [r for r in RUNTIMES if r in args.passes or 'openvino' in args.passes]
+    if runtimes and (args.device, args.dtype) != ('cpu', 'fp32'):
+        parser.error(f'--passes {runtimes[-1]} runs on --device cpu in --dtype fp32')
+    if runtimes and args.model != 'deformable-detr':
+        parser.error(f'--passes {runtimes[-1]} exports our Deformable DETR: --model deformable-detr')
     detector = DETECTORS[args.model]
     configs = (detector['ours'], mmdet_config_path(detector['mmdet']))
     rows = rows_of(args.device, detector['toy'], args.passes)
@@ -107,22 +114,28 @@ def main():
             c = row['ours_compiled']
             print(f'| {mode} (ours, torch.compile) | {batch} | {size[0]}x{size[1]} | {c["seconds"]:.2f} | | '
                   f'{theirs["seconds"] / c["seconds"]:.2f}x | | {c["peak_mb"]:.0f} | | | | |')
-    if 'onnxruntime' in args.passes:
-        mode, batch, size = 'onnxruntime inference', 1, (800, 1333)
-        results = measure([('ours', False), ('onnxruntime', False)], configs, mode, batch, size, 'cpu', 'fp32',
-                          args.threads, args.repeat)
+    if runtimes:
+        mode, batch, size = 'runtime inference', 1, (800, 1333)
+        results = measure([('ours', False)] + [(r, False) for r in runtimes], configs, mode, batch, size, 'cpu',
+                          'fp32', args.threads, args.repeat)
         eager, onnx = results[('ours', False)], results[('onnxruntime', False)]
-        ratio = onnx['seconds'] / eager['seconds']
-        report.append(dict(mode=mode, batch=batch, size=size, ours=eager, onnxruntime=onnx, ratio=ratio,
-                           target=ONNXRUNTIME_TARGET))
-        print(f'\ncpu, fp32, {args.threads} threads; ONNX Runtime\'s predictions equal eager\'s (1e-4)')
-        print('| pass | batch | size | eager s | ONNX Runtime s | ONNX Runtime / eager | target | '
+        ratios = {r: results[(r, False)]['seconds'] / eager['seconds'] for r in runtimes}
+        row = dict(mode=mode, batch=batch, size=size, ours=eager, onnxruntime=onnx, ratio=ratios['onnxruntime'],
+                   target=ONNXRUNTIME_TARGET)
+        for r in runtimes[1:]:
+            row.update({r: results[(r, False)], f'{r}_ratio': ratios[r]})
+        report.append(row)
+        print(f'\ncpu, fp32, {args.threads} threads; {" and ".join(RUNTIME_NAMES[r] for r in runtimes)}: predictions '
+              'equal eager\'s (1e-4)')
+        print('| pass | batch | size | eager s | ONNX Runtime s | ONNX Runtime / eager | target | ' +
+              ''.join(f'{RUNTIME_NAMES[r]} s | {RUNTIME_NAMES[r]} / eager | ' for r in runtimes[1:]) +
               'deformable attention s (share), eager / ONNX Runtime |')
-        print('|---|---:|---|---:|---:|---:|---:|---:|')
-        verdict = f'at most {ONNXRUNTIME_TARGET}x {"met" if ratio <= ONNXRUNTIME_TARGET else "NOT met"}'
+        print('|---|---:|---|---:|---:|---:|---:|' + '---:|---:|' * len(runtimes[1:]) + '---:|')
+        verdict = f'at most {ONNXRUNTIME_TARGET}x {"met" if row["ratio"] <= ONNXRUNTIME_TARGET else "NOT met"}'
+        cells = ''.join(f'{results[(r, False)]["seconds"]:.2f} | {ratios[r]:.2f}x | ' for r in runtimes[1:])
         print(f'| {mode} | {batch} | {size[0]}x{size[1]} | {eager["seconds"]:.2f} | {onnx["seconds"]:.2f} | '
-              f'{ratio:.2f}x | {verdict} | {eager["op_share"] * eager["seconds"]:.2f} ({eager["op_share"]:.0%}) / '
-              f'{onnx["op_share"] * onnx["seconds"]:.2f} ({onnx["op_share"]:.0%}) |')
+              f'{row["ratio"]:.2f}x | {verdict} | {cells}{eager["op_share"] * eager["seconds"]:.2f} '
+              f'({eager["op_share"]:.0%}) / {onnx["op_share"] * onnx["seconds"]:.2f} ({onnx["op_share"]:.0%}) |')
     if any(mode == 'toy train step' for mode, _, _ in rows):
         from mmengine.config import Config
         classes = Config.fromfile(detector['toy']).model.bbox_head.num_classes

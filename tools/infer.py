@@ -2,7 +2,7 @@
 
     python tools/infer.py CONFIG CHECKPOINT IMAGES... --out-dir DIR [--score-thr 0.3] [--device cpu]
                           [--show-sampling-points] [--top-k 3]
-    python tools/infer.py CONFIG MODEL.onnx IMAGES... --out-dir DIR --backend onnxruntime [--score-thr 0.3]
+    python tools/infer.py CONFIG MODEL.onnx IMAGES... --out-dir DIR --backend onnxruntime|openvino [--score-thr 0.3]
 
 IMAGES are files, folders (their .jpg/.jpeg/.png/.bmp files) or globs. ``DIR/predictions.json`` holds, per image,
 the boxes (x1, y1, x2, y2 in pixels of the original image), scores and class names above ``--score-thr``;
@@ -10,8 +10,9 @@ the boxes (x1, y1, x2, y2 in pixels of the original image), scores and class nam
 ``--top-k`` detections, the points the last decoder layer's deformable cross-attention sampled, one panel per
 feature level, coloured by attention weight.
 
-``--backend onnxruntime`` runs a model written by ``tools/export_onnx.py`` in ONNX Runtime on the CPU instead: the
-same test pipeline and data preprocessing (from CONFIG), the same outputs (class names from the model's metadata).
+``--backend onnxruntime`` (``openvino``) runs a model written by ``tools/export_onnx.py`` in ONNX Runtime (OpenVINO) on
+the CPU instead: the same test pipeline and data preprocessing (from CONFIG), the same outputs (class names from the
+model's metadata).
 """
 import argparse
 import glob
@@ -35,6 +36,7 @@ from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 from mmddetr.engine import CheckpointError, first_line, load_detector  # noqa: E402
+from mmddetr.export.runtime_detector import RUNTIME_DETECTORS, build_runtime_detector  # noqa: E402
 from mmddetr.models.layers import SamplingPointRecorder  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -111,21 +113,21 @@ def draw_sampling_points(image, sample, results, points, classes, top_k: int, ou
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config')
-    parser.add_argument('checkpoint', help='checkpoint, or with --backend onnxruntime the .onnx model')
+    parser.add_argument('checkpoint', help='checkpoint, or with --backend onnxruntime or openvino the .onnx model')
     parser.add_argument('images', nargs='+', help='image files, folders or globs')
     parser.add_argument('--out-dir', required=True, help='folder for predictions.json and the PNGs')
     parser.add_argument('--score-thr', type=float, default=0.3, help='minimum score of a kept detection')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
-                        help='onnxruntime: run a model of tools/export_onnx.py (CPU)')
+    parser.add_argument('--backend', choices=['pytorch', *RUNTIME_DETECTORS], default='pytorch',
+                        help='onnxruntime, openvino: run a model of tools/export_onnx.py in that runtime (CPU)')
     parser.add_argument('--show-sampling-points', action='store_true')
     parser.add_argument('--top-k', type=int, default=3, help='detections shown with --show-sampling-points')
     args = parser.parse_args(argv)
-    onnx_backend = args.backend == 'onnxruntime'
+    onnx_backend = args.backend != 'pytorch'
     if onnx_backend and args.show_sampling_points:
         sys.exit('error: --show-sampling-points needs --backend pytorch (the ONNX model returns detections only)')
     if onnx_backend and args.device != 'cpu':
-        sys.exit(f'error: --device: --backend onnxruntime runs on cpu, got {args.device}')
+        sys.exit(f'error: --device: --backend {args.backend} runs on cpu, got {args.device}')
     try:
         images = collect_images(args.images)
     except FileNotFoundError as e:
@@ -134,11 +136,9 @@ def main(argv=None) -> None:
     init_default_scope(cfg.get('default_scope', 'mmddetr'))  # the pipeline's and preprocessor's registry scope
     if onnx_backend:
         try:
-            from mmddetr.export.onnxruntime_detector import OnnxRuntimeDetector
-            model = OnnxRuntimeDetector(cfg, args.checkpoint)
+            model = build_runtime_detector(args.backend, cfg, args.checkpoint)
         except ImportError as e:
-            sys.exit(f'error: --backend onnxruntime needs onnx and onnxruntime ({e}); install them with '
-                     '`pip install -e ".[export]"` or `bash tools/install.sh`')
+            sys.exit(f'error: --backend {e}')
         except ValueError as e:
             sys.exit(f'error: {e}')
     else:

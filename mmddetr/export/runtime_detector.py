@@ -1,6 +1,9 @@
 """An exported detector in an inference runtime, run as the PyTorch detector is: the config's data preprocessor in
 front, the boxes mapped back to the original image after it. The runtimes themselves are subclasses
-(:class:`~mmddetr.export.onnxruntime_detector.OnnxRuntimeDetector`); this module imports none of them."""
+(:class:`~mmddetr.export.onnxruntime_detector.OnnxRuntimeDetector`,
+:class:`~mmddetr.export.openvino_detector.OpenVinoDetector`); this module imports none of them until one is built by
+name (:func:`build_runtime_detector`)."""
+import importlib
 import os.path as osp
 from typing import Optional, Sequence, Tuple
 
@@ -17,6 +20,12 @@ from mmddetr.engine import first_line
 from mmddetr.models import DeformableDETRHead
 from mmddetr.models.detectors.utils import data_preprocessor_cfg
 from mmddetr.registry import MODELS
+
+# the runtimes by name (tools/infer.py's --backend): module and class of each one's RuntimeDetector
+RUNTIME_DETECTORS = {
+    'onnxruntime': ('mmddetr.export.onnxruntime_detector', 'OnnxRuntimeDetector'),
+    'openvino': ('mmddetr.export.openvino_detector', 'OpenVinoDetector'),
+}
 
 
 class RuntimeDetector:
@@ -73,3 +82,23 @@ class RuntimeDetector:
         scores, labels, boxes = (torch.from_numpy(a[0]) for a in self.run(inputs, valid_sizes))
         return InstanceData(scores=scores, labels=labels,
                             bboxes=DeformableDETRHead.boxes_to_original(boxes, sample.scale_factor)), sample
+
+
+def build_runtime_detector(runtime: str, cfg: Config, path: str) -> RuntimeDetector:
+    """The :class:`RuntimeDetector` of ``runtime`` (a key of ``RUNTIME_DETECTORS``) on the model at ``path``; the
+    runtime's module is imported here.
+
+    Raises:
+        ImportError: The runtime's packages (the ``export`` extra) are not installed; the message says how to install
+            them.
+        ValueError: ``runtime`` is none of ``RUNTIME_DETECTORS``, or the file is bad (as :class:`RuntimeDetector`).
+    """
+    if runtime not in RUNTIME_DETECTORS:
+        raise ValueError(f'runtime: expected one of {", ".join(RUNTIME_DETECTORS)}, got {runtime!r}')
+    module, name = RUNTIME_DETECTORS[runtime]
+    try:
+        detector_class = getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        raise ImportError(f'{runtime} needs the export extra ({e}); install it with `pip install -e ".[export]"` or '
+                          '`bash tools/install.sh`') from e
+    return detector_class(cfg, path)

@@ -1,7 +1,8 @@
-"""The padding masks of the feature levels select the same input pixels in ONNX Runtime as in torch. ONNX's nearest
-``Resize`` rounds differently from torch's nearest interpolation (for an input of 65 rows and a level of 5, it takes
-rows 0, 12, 25, 39, 51 where torch takes 0, 13, 26, 39, 52), so the detector writes torch's rounding out
-(``nearest_source``) and exports that."""
+"""The padding masks of the feature levels select the same input pixels in ONNX Runtime and OpenVINO as in torch.
+ONNX's nearest ``Resize`` rounds differently from torch's nearest interpolation (for an input of 65 rows and a level
+of 5, it takes rows 0, 12, 25, 39, 51 where torch takes 0, 13, 26, 39, 52), so the detector writes torch's rounding
+out (``nearest_source``) in whole numbers (OpenVINO turns a float division into a multiplication by the reciprocal)
+and exports that."""
 import numpy as np
 import pytest
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
+pytest.importorskip('openvino')
 
 from mmddetr.models.detectors.deformable_detr import nearest_source  # noqa: E402
 
@@ -45,11 +47,16 @@ def test_onnx_resize_rounds_otherwise_than_torch(tmp_path):
 
 
 def test_exported_source_indices_equal_torchs_for_every_level_size(tmp_path):
+    from mmddetr.export.openvino_detector import compile_model
     session, names = _session(_Source(), tmp_path / 'source.onnx')
+    compiled = compile_model(str(tmp_path / 'source.onnx'))
+    runs = dict(onnxruntime=lambda inputs: session.run(None, inputs)[0], openvino=lambda inputs: compiled(inputs)[0])
     for image in range(65, 1400):
         for stride in (8, 16, 32, 64):
             level = -(-image // stride)  # the backbone's and neck's ceil divisions
             if level < 2:
                 continue
-            got = session.run(None, {names[0]: np.zeros(level, np.float32), names[1]: np.zeros(image, np.float32)})
-            np.testing.assert_array_equal(got[0], nearest_source(level, image, 'cpu').numpy(), err_msg=str(image))
+            expected = nearest_source(level, image, 'cpu').numpy()
+            for runtime, run in runs.items():
+                got = run({names[0]: np.zeros(level, np.float32), names[1]: np.zeros(image, np.float32)})
+                np.testing.assert_array_equal(got, expected, err_msg=f'{runtime}: {image}')

@@ -1,8 +1,10 @@
 """tools/benchmark_model.py and its harness, mmddetr/benchmark.py: the toy row compares like with like (mmdet's classes,
 its two-stage head widened to any embed dims by a subclass registered nowhere, on our toy config take the same weights
-as ours and give the same predictions and losses), and the tool's toy row runs end to end."""
+as ours and give the same predictions and losses), the tool's toy row runs end to end, and the runtimes' row
+(--passes onnxruntime, openvino) runs each runtime on one export, after checking its predictions."""
 import copy
 import json
+import os
 import re
 import subprocess
 import sys
@@ -105,3 +107,46 @@ def test_benchmark_model_toy_row_end_to_end(run_tool, tmp_path):
     assert float(row.group(3)) == pytest.approx(report[0]['speedup'], abs=0.005)
     assert ours['params'] == theirs['params'] and float(row.group(6)) == round(ours['params'] / 1e6, 1)
     assert ours['gflops'] > 0 and theirs['gflops'] > 0 and float(row.group(7)) == round(ours['gflops'])
+
+
+def test_runtime_steps_run_each_runtime_on_one_export_after_checking_it(tmp_path, perturb):
+    """The runtimes' row: the first runtime's step exports our detector, the next one reads the same file; each runs
+    its own runtime at the threads asked for; a file that another model's predictions do not match is refused."""
+    pytest.importorskip('onnxscript')
+    onnxruntime = pytest.importorskip('onnxruntime')
+    openvino = pytest.importorskip('openvino')
+    import openvino.properties as props
+
+    from mmddetr.benchmark import RUNTIMES, runtime_run, runtime_step
+    config = tmp_path / 'small_toy.py'
+    config.write_text(f"_base_ = '{os.path.abspath(TOY)}'\n"
+                      'model = dict(encoder=dict(num_layers=1), decoder=dict(num_layers=2))\n')
+    model = build_detector('ours', str(config)).eval()
+    inputs, samples = make_batch(1, 96, 128, 'cpu', num_classes=5)
+    data = model.data_preprocessor(dict(inputs=inputs, data_samples=samples), False)
+    path = str(tmp_path / 'model.onnx')
+    scores = {}
+    for runtime in RUNTIMES:
+        scores[runtime] = torch.from_numpy(runtime_step(runtime, model, data['inputs'], data['data_samples'], 1,
+                                                        path)()[0])
+        if runtime == RUNTIMES[0]:
+            exported = os.stat(path).st_mtime_ns
+    assert os.stat(path).st_mtime_ns == exported  # the second runtime read the first one's file
+    assert scores['onnxruntime'].shape == (1, 100)
+    torch.testing.assert_close(scores['openvino'], scores['onnxruntime'], atol=1e-4, rtol=0)
+    session = runtime_run('onnxruntime', path, 1).args[0]
+    assert type(session) is onnxruntime.InferenceSession and session.get_session_options().intra_op_num_threads == 1
+    compiled = runtime_run('openvino', path, 1).args[0]
+    assert type(compiled) is openvino.CompiledModel and compiled.get_property(props.inference_num_threads) == 1
+    perturb(model, seed=1)  # other weights than the file's
+    for runtime in RUNTIMES:
+        with pytest.raises(AssertionError, match='Tensor-likes are not close'):
+            runtime_step(runtime, model, data['inputs'], data['data_samples'], 1, path)
+
+
+@pytest.mark.parametrize('args', [('--device', 'cuda'), ('--dtype', 'bf16'), ('--model', 'dino')])
+def test_runtime_passes_refuse_other_devices_dtypes_and_models(run_tool, args):
+    proc = run_tool('benchmark_model.py', '--passes', 'openvino', *args)
+    expected = ('--passes openvino exports our Deformable DETR: --model deformable-detr' if args[0] == '--model' else
+                '--passes openvino runs on --device cpu in --dtype fp32')
+    assert proc.returncode == 2 and f'error: {expected}' in proc.stderr, proc.stderr

@@ -1,8 +1,11 @@
-"""tools/export_onnx.py: a checked ONNX file that tools/infer.py --backend onnxruntime turns into the PyTorch
-predictions.json and pictures; bad input (another config's checkpoint, an existing --out, an unsupported opset)."""
+"""tools/export_onnx.py: a checked ONNX file that tools/infer.py --backend onnxruntime and --backend openvino turn into
+the PyTorch predictions.json and pictures; bad input (another config's checkpoint, an existing --out, an unsupported
+opset, a runtime that is not installed)."""
 import json
 import os.path as osp
 import re
+import subprocess
+import sys
 
 import mmcv
 import pytest
@@ -13,6 +16,7 @@ from tool_runs import TOY, check_ok
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
+pytest.importorskip('openvino')
 
 PLAIN = 'configs/toy/deformable_detr_r18_toy.py'
 # predictions.json rounds scores to 1e-4 and boxes to 0.01 px: two values within rounding may round one step apart
@@ -74,35 +78,40 @@ def test_exported_model_gives_the_pytorch_predictions_and_pictures(run_tool, toy
     assert dataset_meta_of(model) == dict(classes=tuple(meta['classes']), palette=[tuple(c) for c in meta['palette']])
     images = osp.join(toy_root, 'val')
     outs = {}
-    for backend, weights in (('pytorch', checkpoint), ('onnxruntime', model)):
+    # the one exported file serves both runtimes
+    for backend, weights in (('pytorch', checkpoint), ('onnxruntime', model), ('openvino', model)):
         outs[backend] = tmp_path / backend
         check_ok(run_tool('infer.py', config, weights, images, '--out-dir', str(outs[backend]), '--score-thr', '0',
                           '--backend', backend))
-    ours, theirs = (json.loads((outs[b] / 'predictions.json').read_text()) for b in ('onnxruntime', 'pytorch'))
-    assert len(ours) == len(theirs) == 8
-    classes = meta['classes']
-    for o, t in zip(ours, theirs):
-        assert (o['image'], o['height'], o['width']) == (t['image'], t['height'], t['width'])
-        assert len(o['detections']) == len(t['detections']) == 100
-        # the same detections, within the rounding (scores tying within it may come out in either order)
-        assert_same_detections(_instances(o, classes), _instances(t, classes), score_atol=SCORE_ROUNDING,
-                               box_atol=BOX_ROUNDING)
+    theirs = json.loads((outs['pytorch'] / 'predictions.json').read_text())
     pictures = sorted(p.name for p in outs['pytorch'].glob('*.png'))
-    assert len(pictures) == 8 and pictures == sorted(p.name for p in outs['onnxruntime'].glob('*.png'))
-    # a picture draws its detections in rank order, so tied scores may change which box is drawn on top (or which
-    # is the 100th): pictures are compared where the two lists agree rank by rank, and most images do; a label's
-    # score is written to 0.1 %, so a score on a rounding boundary may still change one label's digit (0.4 %)
-    compared = 0
-    for o, t in zip(ours, theirs):
-        same = detection_pairs(_instances(o, classes), _instances(t, classes), SCORE_ROUNDING, BOX_ROUNDING)
-        if not same.diagonal().all():
-            continue
-        name = osp.splitext(osp.basename(o['image']))[0] + '.png'
-        pytorch, onnxruntime = (mmcv.imread(str(outs[b] / name)) for b in ('pytorch', 'onnxruntime'))
-        assert pytorch.shape == onnxruntime.shape
-        assert (pytorch != onnxruntime).any(-1).mean() < 1e-2, name
-        compared += 1
-    assert compared >= 4, f'only {compared} of 8 images have the same detections in the same order'
+    assert len(theirs) == 8 and len(pictures) == 8
+    classes = meta['classes']
+    for backend in ('onnxruntime', 'openvino'):
+        ours = json.loads((outs[backend] / 'predictions.json').read_text())
+        assert len(ours) == 8
+        for o, t in zip(ours, theirs):
+            assert (o['image'], o['height'], o['width']) == (t['image'], t['height'], t['width'])
+            assert len(o['detections']) == len(t['detections']) == 100
+            # the same detections, within the rounding (scores tying within it may come out in either order)
+            assert_same_detections(_instances(o, classes), _instances(t, classes), score_atol=SCORE_ROUNDING,
+                                   box_atol=BOX_ROUNDING)
+        assert pictures == sorted(p.name for p in outs[backend].glob('*.png'))
+        # a picture draws its detections in rank order, so tied scores may change which box is drawn on top (or
+        # which is the 100th): pictures are compared where the two lists agree rank by rank, and most images do; a
+        # label's score is written to 0.1 %, so a score on a rounding boundary may still change one label's digit
+        # (0.4 %)
+        compared = 0
+        for o, t in zip(ours, theirs):
+            same = detection_pairs(_instances(o, classes), _instances(t, classes), SCORE_ROUNDING, BOX_ROUNDING)
+            if not same.diagonal().all():
+                continue
+            name = osp.splitext(osp.basename(o['image']))[0] + '.png'
+            pytorch, runtime = (mmcv.imread(str(outs[b] / name)) for b in ('pytorch', backend))
+            assert pytorch.shape == runtime.shape
+            assert (pytorch != runtime).any(-1).mean() < 1e-2, name
+            compared += 1
+        assert compared >= 4, f'{backend}: only {compared} of 8 images have the same detections in the same order'
 
     # the file is never overwritten, not even by the same export
     before = open(model, 'rb').read()
@@ -110,10 +119,10 @@ def test_exported_model_gives_the_pytorch_predictions_and_pictures(run_tool, toy
     assert proc.returncode == 1 and f'--out: {model} exists' in proc.stderr and 'Traceback' not in proc.stderr
     assert open(model, 'rb').read() == before
 
-    proc = run_tool('infer.py', config, checkpoint, images, '--out-dir', str(tmp_path / 'x'), '--backend',
-                    'onnxruntime')
-    assert proc.returncode == 1 and 'cannot be loaded by ONNX Runtime' in proc.stderr, proc.stderr[-2000:]
-    assert 'Traceback' not in proc.stderr
+    for backend, runtime in (('onnxruntime', 'ONNX Runtime'), ('openvino', 'OpenVINO')):
+        proc = run_tool('infer.py', config, checkpoint, images, '--out-dir', str(tmp_path / 'x'), '--backend', backend)
+        assert proc.returncode == 1 and f'cannot be loaded by {runtime}' in proc.stderr, proc.stderr[-2000:]
+        assert 'Traceback' not in proc.stderr
 
 
 def test_bad_input_is_named_and_nothing_is_written(run_tool, tmp_path, perturb):
@@ -140,6 +149,24 @@ def test_bad_input_is_named_and_nothing_is_written(run_tool, tmp_path, perturb):
     proc = run_tool('export_onnx.py', config, str(tmp_path / 'none.pth'), '--out', str(tmp_path / 'new.onnx'))
     assert proc.returncode == 1 and f'checkpoint {tmp_path}/none.pth: no such file' in proc.stderr
 
-    proc = run_tool('infer.py', config, str(out), str(tmp_path), '--out-dir', str(tmp_path / 'x'), '--backend',
-                    'onnxruntime', '--show-sampling-points')
-    assert proc.returncode == 1 and '--show-sampling-points needs --backend pytorch' in proc.stderr
+    for backend in ('onnxruntime', 'openvino'):
+        proc = run_tool('infer.py', config, str(out), str(tmp_path), '--out-dir', str(tmp_path / 'x'), '--backend',
+                        backend, '--show-sampling-points')
+        assert proc.returncode == 1 and '--show-sampling-points needs --backend pytorch' in proc.stderr
+
+
+def test_a_runtime_that_is_not_installed_is_named_with_how_to_install_it(tmp_path):
+    """infer.py --backend openvino where openvino cannot be imported (None in sys.modules: what Python does for a
+    package that is not there) stops with one line naming it."""
+    image = tmp_path / 'image.png'
+    mmcv.imwrite(torch.zeros(70, 70, 3, dtype=torch.uint8).numpy(), str(image))
+    argv = ['tools/infer.py', TOY, str(tmp_path / 'model.onnx'), str(image), '--out-dir', str(tmp_path / 'out'),
+            '--backend', 'openvino']
+    code = (f'import runpy, sys\nsys.modules["openvino"] = None\nsys.argv = {argv!r}\n'
+            'runpy.run_path("tools/infer.py", run_name="__main__")\n')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1] == (
+        "error: --backend openvino needs the export extra (import of openvino halted; None in sys.modules); install "
+        'it with `pip install -e ".[export]"` or `bash tools/install.sh`')
+    assert not (tmp_path / 'out').exists()

@@ -7,7 +7,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mmddetr.models.layers import key_pixels, pixel_centres
+from mmddetr.models.layers import key_centres, key_pixels, pixel_centres
 from mmddetr.registry import MODELS
 
 
@@ -16,10 +16,12 @@ class TwoStageProposalHead(BaseModule):
     """Turns the encoder memory into decoder queries.
 
     Every encoder pixel of level l is a proposal centred on it with width and height ``0.05 * 2**l``; a proposal is
-    valid when its four values lie in (0.01, 0.99) and its pixel is not padding. The memory (zeroed where invalid)
-    goes through ``Linear + LN``; the detector's extra class and box branches score it and regress the proposals;
-    the ``num_proposals`` best by class channel 0 become the reference boxes (detached), and a sine embedding of
-    each box through ``Linear + LN`` gives its positional and content query.
+    valid when its four values lie in (0.01, 0.99) and its pixel is not padding (the centre's bounds decided in whole
+    pixels of the level's valid size w, ``0.01 w < j + 0.5 < 0.99 w``: mmdet's validity, whatever a runtime's
+    division rounds). The memory (zeroed where invalid) goes through ``Linear + LN``; the detector's extra class and
+    box branches score it and regress the proposals; the ``num_proposals`` best by class channel 0 become the
+    reference boxes (detached), and a sine embedding of each box through ``Linear + LN`` gives its positional and
+    content query.
 
     Args:
         embed_dims (int): Channels C of the memory and queries. Default: 256.
@@ -102,7 +104,13 @@ class TwoStageProposalHead(BaseModule):
         level = key_pixels(spatial_shapes, num_keys)[0]  # (num_keys, )
         wh = 0.05 * torch.pow(2.0, level).to(centres.dtype)  # (num_keys, ) 0.05 * 2**l, exact powers of 2
         proposals = torch.cat((centres, wh[None, :, None].expand(centres.shape)), -1)  # (bs, num_keys, 4)
-        valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)  # (bs, num_keys, 1)
+        # all four values in (0.01, 0.99), the centres' bounds in pixels of the valid size in whole pixels, where no
+        # division's last bit decides: a valid size of 50 puts row 49's centre on 0.99 (49.5 / 50, invalid in
+        # mmdet), and OpenVINO, dividing by multiplying with the reciprocal, put it inside
+        pixels, valid_size = key_centres(spatial_shapes, valid_ratios, num_keys)  # (num_keys, 2), (bs, num_keys, 2)
+        valid_size = valid_size.round()  # whole pixels (valid_ratio * H_l is one off in its last bit for some sizes)
+        valid = ((pixels > 0.01 * valid_size) & (pixels < 0.99 * valid_size)).all(-1, keepdim=True)
+        valid = valid & ((wh > 0.01) & (wh < 0.99))[None, :, None]  # (bs, num_keys, 1)
         if memory_mask is not None:
             valid = valid & ~memory_mask.unsqueeze(-1)
         proposals = torch.log(proposals / (1 - proposals)).masked_fill(~valid, float('inf'))

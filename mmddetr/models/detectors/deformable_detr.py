@@ -276,16 +276,16 @@ class DeformableDETR(DetectionTransformer):
 
 def nearest_source(out_size: int, in_size: int, device: torch.device) -> Tensor:
     """The input index each output index takes in torch's nearest interpolation (``F.interpolate`` with
-    ``mode='nearest'``) from ``in_size`` to ``out_size``: ``min(floor(i * float32(in_size / out_size)), in_size - 1)``
-    in float32, as ATen computes it, so that an exported model (where ONNX's ``Resize`` rounds differently) selects
-    the same pixels.
+    ``mode='nearest'``) from ``in_size`` to a level size ``out_size = ceil(in_size / 2**k)`` (what backbones and
+    necks give): ``floor(i * in_size / out_size)``, in whole numbers, so that an exported model selects the same
+    pixels in every runtime (ONNX's ``Resize`` rounds differently; OpenVINO divides floats by multiplying with the
+    reciprocal). ATen computes ``floor(i * float32(in_size / out_size))`` in float32, which gives these indices for
+    such sizes (tested up to 4,096 pixels) but not for every ratio (464 to 154: one index lower).
 
     Returns:
         Tensor: (out_size, ) int64.
     """
-    scale = torch.tensor(in_size, dtype=torch.float32, device=device) / out_size  # float32(in) / out, in float32
-    index = torch.arange(out_size, device=device, dtype=torch.float32) * scale
-    return index.floor().long().clamp(max=in_size - 1)
+    return torch.arange(out_size, device=device) * in_size // out_size
 
 
 def _proposal_head_keys_to_mmdet(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:

@@ -28,6 +28,24 @@ def key_pixels(spatial_shapes: Tensor, num_keys: int) -> Tuple[Tensor, Tensor, T
     return level, pixel // width, pixel % width
 
 
+def key_centres(spatial_shapes: Tensor, valid_ratios: Tensor, num_keys: int) -> Tuple[Tensor, Tensor]:
+    """Centre of every pixel of every level in pixels, ``(j + 0.5, i + 0.5)``, and its level's valid (unpadded) size
+    in pixels, ``(valid_ratio_w * W_l, valid_ratio_h * H_l)``.
+
+    Args:
+        spatial_shapes (Tensor): (num_levels, 2) int64 (H_l, W_l).
+        valid_ratios (Tensor): (bs, num_levels, 2) valid (w, h) fraction of every level.
+        num_keys (int): Sum of H_l * W_l (a size of the flattened features).
+
+    Returns:
+        tuple[Tensor, Tensor]: centres (num_keys, 2) (x, y) and valid sizes (bs, num_keys, 2) (w, h), float32;
+        levels in order, rows first.
+    """
+    level, row, col = key_pixels(spatial_shapes, num_keys)
+    centres = torch.stack((col, row), -1) + 0.5  # (num_keys, 2) (j + 0.5, i + 0.5), float32
+    return centres, valid_ratios[:, level] * spatial_shapes[level].flip(-1)  # valid (w, h): (bs, num_keys, 2)
+
+
 def pixel_centres(spatial_shapes: Tensor, valid_ratios: Tensor, num_keys: int) -> Tensor:
     """Centre of every pixel of every level, normalised by the level's valid (unpadded) size:
     ``((j + 0.5) / (valid_ratio_w * W_l), (i + 0.5) / (valid_ratio_h * H_l))``. The encoder's reference points and
@@ -41,9 +59,7 @@ def pixel_centres(spatial_shapes: Tensor, valid_ratios: Tensor, num_keys: int) -
     Returns:
         Tensor: (bs, num_keys, 2) (x, y), float32; levels in order, rows first.
     """
-    level, row, col = key_pixels(spatial_shapes, num_keys)
-    centres = torch.stack((col, row), -1) + 0.5  # (num_keys, 2) (j + 0.5, i + 0.5), float32
-    valid_size = valid_ratios[:, level] * spatial_shapes[level].flip(-1)  # (bs, num_keys, 2) valid (w, h) in pixels
+    centres, valid_size = key_centres(spatial_shapes, valid_ratios, num_keys)
     return centres / valid_size
 
 

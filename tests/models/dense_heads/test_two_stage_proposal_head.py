@@ -60,3 +60,45 @@ def test_fewer_pixels_than_proposals():
     head = TwoStageProposalHead(embed_dims=16, num_proposals=300)
     out = head(torch.randn(1, 100, 16), None, SHAPES, torch.ones(1, 2, 2), nn.Linear(16, 2), nn.Linear(16, 4))
     assert out['query'].shape == (1, 100, 16)
+
+
+def test_centres_on_the_bounds_are_invalid_as_in_mmdet():
+    """mmdet divides (j + 0.5) by the whole valid size: a valid size of 50 puts row 0's centre on 0.01 and row 49's
+    on 0.99, both invalid. Ours decides in pixels of the valid size rounded, so that neither a runtime's division
+    nor the valid ratio (50 / 85 * 85 is 50.000004 in float32, 50 / 97 * 97 is 49.999996) moves them inside."""
+    shapes = torch.tensor([[85, 97], [50, 150]])  # level 0: image 1 valid on 50 x 50; level 1 unpadded
+    mask = torch.zeros(2, 85 * 97 + 50 * 150, dtype=torch.bool)
+    level0 = mask[:, :85 * 97].view(2, 85, 97)
+    level0[1, 50:] = level0[1, :, 50:] = True
+    valid_ratios = torch.tensor([[[1., 1.], [1., 1.]], [[50 / 97, 50 / 85], [1., 1.]]])  # as get_valid_ratio
+    assert (valid_ratios[1, 0] * torch.tensor([97., 85.])).tolist() == [49.999996185302734, 50.000003814697266]
+    _, proposals = TwoStageProposalHead(embed_dims=16).gen_encoder_output_proposals(
+        torch.randn(2, mask.shape[1], 16), mask, shapes, valid_ratios)
+    # mmdet's: the centres divided by the valid rows and columns counted in the mask, float32
+    expected = []
+    for (H, W), start, size in zip(shapes.tolist(), (0, 85 * 97), (0.05, 0.1)):
+        level_mask = mask[:, start:start + H * W].view(2, H, W)
+        valid_wh = torch.stack([(~level_mask[:, 0, :]).sum(1), (~level_mask[:, :, 0]).sum(1)], -1).float()
+        y, x = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                              indexing='ij')
+        centres = (torch.stack([x, y], -1).view(1, -1, 2) + 0.5) / valid_wh[:, None]  # (2, H * W, 2)
+        expected.append(((centres > 0.01) & (centres < 0.99)).all(-1) & (0.01 < size < 0.99))
+    expected = torch.cat(expected, 1) & ~mask
+    valid = ~torch.isinf(proposals).all(-1)
+    assert torch.equal(valid, expected)
+    rows = valid[:, 85 * 97:].view(2, 50, 150)[:, :, 75]  # level 1: 50 rows
+    assert not rows[:, 0].any() and not rows[:, 49].any() and rows[:, 1:49].all()
+    assert not valid[1, :85 * 97].view(85, 97)[49].any() and not valid[1, :85 * 97].view(85, 97)[:, 0].any()
+
+
+def test_validity_is_mmdets_for_every_valid_size():
+    """Valid widths 1 to 4,000 of a level 4,000 wide, as valid ratios (``w / 4000``, which gives ``w`` back only up to
+    its last bit): the proposals valid where mmdet's (j + 0.5) / w lies in (0.01, 0.99), in float32."""
+    head = TwoStageProposalHead(embed_dims=2)
+    width = 4000
+    for sizes in torch.arange(1, width + 1).split(500):
+        valid_ratios = torch.stack([sizes / width, torch.ones(len(sizes))], -1)[:, None]  # (bs, 1 level, 2)
+        _, proposals = head.gen_encoder_output_proposals(torch.zeros(len(sizes), width, 2), None,
+                                                         torch.tensor([[1, width]]), valid_ratios)
+        centres = (torch.arange(width) + 0.5) / sizes[:, None].float()  # (bs, width) mmdet's
+        assert torch.equal(~torch.isinf(proposals).all(-1), (centres > 0.01) & (centres < 0.99))

@@ -190,11 +190,18 @@ def test_extreme_aspect_ratios_and_mixed_sizes_train_and_predict(sizes, build_de
 
 
 def test_level_masks_take_the_pixels_of_torchs_nearest_interpolation():
+    """For every level size a backbone gives (ceil(in / 2**k)); not for every ratio, where ATen's float32 rounding
+    takes one index lower (464 to 154: row 77 is 231 in torch, 77 * 464 / 154 = 232 exactly)."""
     import torch.nn.functional as F
 
     from mmddetr.models.detectors.deformable_detr import nearest_source
-    for in_size in range(1, 1500):
-        for out_size in {-(-in_size // 2**k) for k in range(7)} | {max(in_size // 3, 1)}:
-            index = torch.arange(float(in_size)).view(1, 1, in_size, 1)
-            expected = F.interpolate(index, size=(out_size, 1)).view(-1).long()
-            assert torch.equal(nearest_source(out_size, in_size, 'cpu'), expected), (in_size, out_size)
+
+    def interpolated(out_size, in_size):
+        index = torch.arange(float(in_size)).view(1, 1, in_size, 1)
+        return F.interpolate(index, size=(out_size, 1)).view(-1).long()
+
+    for in_size in range(1, 4097):
+        for out_size in {-(-in_size // 2**k) for k in range(7)}:
+            assert torch.equal(nearest_source(out_size, in_size, 'cpu'), interpolated(out_size, in_size)), in_size
+    differ = (nearest_source(154, 464, 'cpu') != interpolated(154, 464)).nonzero().flatten().tolist()
+    assert differ == [77] and interpolated(154, 464)[77] == 231 and nearest_source(154, 464, 'cpu')[77] == 232
