@@ -251,7 +251,7 @@ class Results:
     """The runs under ``root`` that a page of ``budget`` shows: per model and seed, the run of its images."""
 
     def __init__(self, root: str, budget: Budget):
-        self.budget = budget
+        self.root, self.budget = root, budget
         self.runs = {(key, seed): read_run(run_dir(root, key, seed, budget.images_of(key)))
                      for key in MODELS for seed in budget.seeds}
 

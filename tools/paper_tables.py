@@ -42,9 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--quick', action='store_true', help='tiny data and budgets (what the tests run)')
     args = parser.parse_args(argv)
     defaults = QUICK_BUDGET if args.quick else dict(images=4800, val_every=1200)
-    args.images = args.images or defaults['images']
-    args.detr_images = args.detr_images or defaults.get('detr_images', 10 * args.images)
-    args.val_every = args.val_every or defaults['val_every']
+    args.images = defaults['images'] if args.images is None else args.images
+    if args.detr_images is None:
+        args.detr_images = defaults.get('detr_images', 10 * args.images)
+    args.val_every = defaults['val_every'] if args.val_every is None else args.val_every
     for name in ('images', 'detr_images', 'val_every'):
         if getattr(args, name) <= 0:
             parser.error(f'--{name.replace("_", "-")}: expected a positive number of images, got {getattr(args, name)}')
