@@ -169,6 +169,8 @@ def test_the_tables_models_are_what_their_names_say(key, tmp_path):
     assert (detector.with_box_refine, detector.as_two_stage) == {
         'refine': (True, False), 'two_stage': (True, True)}.get(key, (False, False))
     assert type(detector.neck) is (FPN if key == 'fpn' else ChannelMapper)
+    if key == 'fpn':  # GroupNorm after its convolutions, as after the input projections it replaces
+        assert all(isinstance(conv.norm, torch.nn.GroupNorm) for conv in detector.neck.fpn_convs)
     with torch.no_grad():
         assert len(detector.extract_feat(torch.zeros(1, 3, 64, 64))) == detector.num_feature_levels
     for row in TABLE2:  # Table 2's flags of the row this model stands for

@@ -61,15 +61,12 @@ def test_quick_tables_train_once_resume_and_overwrite_only_their_page(run_tool, 
     assert len(_sessions(root)) == 3
     assert '| ++ two-stage | 8 | ' in out.read_text() and '| 1 | 1 of 2 seeds |' in out.read_text()
 
-    mine, stray = tmp_path / 'mine.md', tmp_path / 'other_curves.png'
+    mine = tmp_path / 'mine.md'  # a file of the user's at --out (the PNG's path: tests/test_paper.py)
     mine.write_text('my notes\n')
-    stray.write_text('my plot\n')
-    for page in (mine, tmp_path / 'other.md'):  # a file of its own at --out, or at the PNG's path beside it
-        proc = run_tool('paper_tables.py', *args[:3], '--out', str(page))
-        assert proc.returncode == 2 and 'error: --out' in proc.stderr and 'nothing is overwritten' in proc.stderr
-        assert 'Traceback' not in proc.stderr and 'training' not in proc.stdout
-    assert mine.read_text() == 'my notes\n' and stray.read_text() == 'my plot\n'
-    assert not (tmp_path / 'other.md').exists()
+    proc = run_tool('paper_tables.py', *args[:3], '--out', str(mine))
+    assert proc.returncode == 2 and 'error: --out' in proc.stderr and 'nothing is overwritten' in proc.stderr
+    assert 'Traceback' not in proc.stderr and 'training' not in proc.stdout and mine.read_text() == 'my notes\n'
+    assert not (tmp_path / 'mine_curves.png').exists()
 
 
 def _paper_tables():
