@@ -323,6 +323,8 @@ def convergence(results: Results) -> List[str]:
     seeds = f'the mean of {len(detr)} seeds' if len(detr) > 1 else 'one seed'
     lines = [f'- DETR\'s final mAP: {target:.3f} after {final:,} images ({seeds}). The paper: '
              f'Deformable DETR reaches DETR\'s final AP with 10x fewer epochs (43.8 after 50 against 42.0 after 500).']
+    if target == 0:
+        return lines + ['- DETR has not started to detect (mAP 0): no ratio; train it longer (`--detr-images`).']
     for key in CONVERGING:
         curve = [(images, sum(values) / len(values)) for images, values in results.curve(key, 'mAP')]
         reached = next((images for images, mean in curve if mean >= target), None)

@@ -83,6 +83,15 @@ def test_convergence_finds_where_each_model_reaches_detrs_final_map(runs):
     assert not any(line.startswith('- Deformable DETR single-scale') for line in lines)  # not run: no sentence
 
 
+def test_no_convergence_ratio_against_a_detr_that_detects_nothing(tmp_path):
+    for seed in (0, 1):
+        _fake_run(tmp_path, DETR, seed, 24000, {1200 * i: 0.0 for i in range(1, 21)})
+        _fake_run(tmp_path, 'multi_scale', seed, 2400, {1200: 0.1, 2400: 0.2})
+    lines = convergence(Results(str(tmp_path), BUDGET))
+    assert lines[0].startswith('- DETR\'s final mAP: 0.000 after 24,000 images')
+    assert lines[1:] == ['- DETR has not started to detect (mAP 0): no ratio; train it longer (`--detr-images`).']
+
+
 def test_the_page_holds_both_tables_the_verdicts_and_every_run(runs, tmp_path):
     out = tmp_path / 'page.md'
     png = check_outputs(str(out))
