@@ -14,6 +14,9 @@ PAPER = ['configs/deformable_detr_r50.py', 'configs/deformable_detr_r50_refine.p
          'configs/deformable_detr_r50_refine_twostage.py', 'configs/deformable_detr_r50_single_scale.py']
 TOY = [c for c in CONFIGS if c.startswith('configs/toy/')]
 MAIN = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
+# the toy configs of tools/paper_tables.py besides MAIN: the main job's recipe, other models
+PAPER_TOY = ['configs/toy/deformable_detr_r18_toy_single_scale.py', 'configs/toy/deformable_detr_r18_toy_fpn.py',
+             'configs/toy/detr_r18_toy.py']
 
 
 def _load(config):
@@ -33,8 +36,8 @@ def _build(config):
 
 def test_the_configs_are_the_ones_the_docs_name():
     # the loops below run over these: a glob that found nothing would test nothing
-    assert set(PAPER) < set(CONFIGS) and MAIN in TOY and len(TOY) == 4
-    assert 'configs/dino/dino_4scale_r50_12e.py' in CONFIGS and len(CONFIGS) == 9
+    assert set(PAPER) < set(CONFIGS) and MAIN in TOY and set(PAPER_TOY) < set(TOY) and len(TOY) == 7
+    assert 'configs/dino/dino_4scale_r50_12e.py' in CONFIGS and len(CONFIGS) == 12
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -107,6 +110,8 @@ def test_paper_learning_rates_reach_the_parameters_they_name():
     ('configs/toy/deformable_detr_r18_toy_refine.py', True, False),
     (MAIN, True, True),
     ('configs/toy/dino_r18_toy.py', True, True),
+    (PAPER_TOY[0], False, False),
+    (PAPER_TOY[1], False, False),
 ])
 def test_toy_configs_are_their_variants_from_scratch_without_dropout(config, refine, two_stage):
     """README: plain, refine, refine + two-stage (and DINO's toy), ResNet-18 from scratch, 3 + 3 layers, 100
@@ -155,3 +160,56 @@ def test_main_toy_config_is_the_readmes():
     ema = [hook for hook in cfg.custom_hooks if hook['type'] == 'EMAHook']
     assert ema == [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.02, gamma=50, update_buffers=True,
                         priority=49)]
+
+
+def _flat(node, path=''):
+    """{dotted key: leaf} of a config dict."""
+    if isinstance(node, dict):
+        return {k: v for key, child in node.items() for k, v in _flat(child, f'{path}.{key}' if path else key).items()}
+    if isinstance(node, list) and node and all(isinstance(x, dict) for x in node):
+        return {k: v for i, child in enumerate(node) for k, v in _flat(child, f'{path}.{i}').items()}
+    return {path: node}
+
+
+@pytest.mark.parametrize('config', PAPER_TOY)
+def test_paper_toy_configs_keep_the_main_jobs_recipe(config):
+    """README / docs/paper.md: the toy DETR, single-scale and FPN configs train as the main job does (data, 384 px,
+    batch 4, optimizer, schedule, EMA, hooks, seed) with the same half-width ResNet-18 from scratch; only the model
+    differs, the backbone by its output stages."""
+    cfg, main = _load(config), _load(MAIN)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator', 'optim_wrapper',
+                'param_scheduler', 'train_cfg', 'custom_hooks', 'default_hooks', 'randomness', 'auto_scale_lr'):
+        assert cfg[key] == main[key], key
+    backbone = {k: v for k, v in _flat(cfg.model.backbone).items() if k != 'type'}
+    main_backbone = {k: v for k, v in _flat(main.model.backbone).items() if k != 'type'}
+    assert {k for k in backbone if backbone[k] != main_backbone.get(k)} <= {'out_indices'}
+    assert backbone.keys() == main_backbone.keys() and cfg.model.backbone.type in ('ResNet', 'mmdet.ResNet')
+
+
+def test_toy_detr_is_mmdets_detr_at_the_toy_size():
+    """README: configs/toy/detr_r18_toy.py is mmdet 3.3.0's DETR config (its classes, losses, matching costs) with
+    only the sizes of the toy configs changed: half-width ResNet-18 from scratch, embed dims 128, FFN 512, 3 + 3
+    layers, no dropout, five classes; 100 queries as mmdet's."""
+    from mmdet.models.detectors import DETR
+    from mmdet.models.task_modules import HungarianAssigner
+
+    from mmddetr.benchmark import mmdet_config_path
+    ours = _flat(_load('configs/toy/detr_r18_toy.py').model)
+    mmdet = _flat(Config.fromfile(mmdet_config_path('detr/detr_r50_8xb2-150e_coco.py')).model)
+    ours = {k: v.replace('mmdet.', '') if k.endswith('type') else v for k, v in ours.items()}
+    assert ours.keys() - mmdet.keys() == {'backbone.base_channels', 'backbone.init_cfg'}  # half width, from scratch
+    assert mmdet.keys() - ours.keys() == {'backbone.init_cfg.type', 'backbone.init_cfg.checkpoint'}
+    changed = {k for k in ours.keys() & mmdet.keys() if ours[k] != mmdet[k]}
+    sizes = {'backbone.depth', 'backbone.frozen_stages', 'backbone.norm_cfg.requires_grad', 'backbone.norm_eval',
+             'neck.in_channels', 'neck.out_channels', 'positional_encoding.num_feats',
+             'bbox_head.num_classes', 'bbox_head.embed_dims', 'encoder.num_layers', 'decoder.num_layers'}
+    per_layer = {f'{part}.layer_cfg.{sub}.{key}' for part, subs in (
+        ('encoder', ('self_attn_cfg', 'ffn_cfg')), ('decoder', ('self_attn_cfg', 'cross_attn_cfg', 'ffn_cfg')))
+        for sub in subs for key in ('embed_dims', 'dropout', 'feedforward_channels', 'ffn_drop')}
+    assert changed - sizes - per_layer == set() and sizes <= changed
+    model = _build('configs/toy/detr_r18_toy.py')
+    assert type(model) is DETR and type(model.bbox_head.assigner) is HungarianAssigner
+    assert model.num_queries == 100 and len(model.encoder.layers) == len(model.decoder.layers) == 3
+    assert model.backbone.layer1[0].conv1.out_channels == 32 and model.embed_dims == 128
+    assert model.bbox_head.num_classes == 5 and ours['backbone.init_cfg'] is None  # no pretrained weights
+    assert all(m.p == 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))

@@ -3,16 +3,14 @@
     python tools/toy_demo.py [--images 4800] [--minutes M] [--work-dir DIR] [--config CONFIG]
 
 Makes the toy dataset (data/toy/, first run only), trains on ``--images`` training images (iterations = images /
-batch size; the config's learning-rate drops move with the run's length, see :func:`stretch_lr_drops`;
-``--minutes`` optionally caps the training time) with a progress log and ETA, evaluates COCO mAP on the
-toy val set, and writes into a new work dir: the checkpoint, ``ap_table.txt``, ``curves.png`` (loss and mAP),
-``learning_curve.txt`` (val mAP against training images and minutes, and the toy learning targets: mAP >= 0.30 after
-2,400 images, mAP >= 0.45 and AP50 >= 0.60 after 4,800) and ``predictions/*.png`` (ground truth left, predictions
-right). Ends with a one-screen summary: the AP table, the paths it wrote and the next commands.
+batch size; the config's learning-rate drops move with the run's length, see :func:`mmddetr.engine.stretch_lr_drops`;
+``--minutes`` optionally caps the training time) with a progress log and ETA, evaluates COCO mAP on the toy val set,
+and writes into a new work dir: the checkpoint, ``ap_table.txt``, ``curves.png`` (loss and mAP), ``learning_curve.txt``
+(val mAP against training images and minutes, and the toy learning targets: mAP >= 0.30 after 2,400 images, mAP >= 0.45
+and AP50 >= 0.60 after 4,800) and ``predictions/*.png`` (ground truth left, predictions right). Ends with a one-screen
+summary: the AP table, the paths it wrote and the next commands.
 """
 import argparse
-import json
-import math
 import os
 import os.path as osp
 import time
@@ -25,7 +23,8 @@ import mmcv  # noqa: E402
 import torch  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmddetr.engine import TimeBudgetHook, build_runner, load_config, mmengine_checkpoint_loader  # noqa: E402
+from mmddetr.engine import (TimeBudgetHook, build_runner, load_config, mmengine_checkpoint_loader,  # noqa: E402
+                            read_scalars, set_training_images)
 
 TOY = 'configs/toy/deformable_detr_r18_toy_refine_twostage.py'
 # The toy learning targets: (training images seen, val mAP at least, val AP50 at least or None)
@@ -34,14 +33,10 @@ TARGETS = ((2400, 0.30, None), (4800, 0.45, 0.60))
 
 def plot_curves(scalars_file: str, out_file: str) -> None:
     """Training loss and validation mAP against iterations, from mmengine's ``vis_data/scalars.json``."""
-    train, val = [], []
-    with open(scalars_file) as f:
-        for line in f:
-            record = json.loads(line)
-            if 'loss' in record:
-                train.append((record['iter'], record['loss']))
-            if 'coco/bbox_mAP' in record:
-                val.append((record['step'], record['coco/bbox_mAP'], record['coco/bbox_mAP_50']))
+    records, val_records = read_scalars([scalars_file])
+    train = [(record['iter'], record['loss']) for record in records if 'loss' in record]
+    val = [(record['step'], record['coco/bbox_mAP'], record['coco/bbox_mAP_50']) for record in val_records
+           if 'coco/bbox_mAP' in record]
     fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
     if train:
         ax_loss.plot(*zip(*train))
@@ -55,16 +50,6 @@ def plot_curves(scalars_file: str, out_file: str) -> None:
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
     plt.close(fig)
-
-
-def stretch_lr_drops(param_scheduler, config_iters: int, max_iters: int) -> None:
-    """Puts each ``MultiStepLR`` milestone of a config written for ``config_iters`` iterations at the same fraction
-    of a run of ``max_iters`` (the main config drops the rate x0.1 after 1,000 of its 1,200 iterations: after 5/6 of
-    any run); warm-ups stay as they are."""
-    for scheduler in param_scheduler if isinstance(param_scheduler, list) else [param_scheduler]:
-        if scheduler['type'] == 'MultiStepLR':
-            scheduler['milestones'] = [round(m * max_iters / config_iters) for m in scheduler['milestones']]
-            scheduler['end'] = max_iters
 
 
 def write_ap_table(metrics: dict, classes, out_file: str) -> str:
@@ -155,9 +140,7 @@ def main(argv=None) -> None:
     work_dir = args.work_dir
     cfg = load_config(args.config, work_dir=work_dir)
     batch_size = cfg.train_dataloader.batch_size
-    max_iters = math.ceil(args.images / batch_size)
-    stretch_lr_drops(cfg.param_scheduler, cfg.train_cfg.max_iters, max_iters)
-    cfg.train_cfg.max_iters = max_iters
+    set_training_images(cfg, args.images)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='TimeBudgetHook', minutes=args.minutes)]
     cfg.test_evaluator.classwise = True
     runner = build_runner(cfg)

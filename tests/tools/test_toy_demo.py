@@ -107,18 +107,6 @@ custom_hooks = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.5, ga
         assert torch.equal(runner.model.state_dict()[key], value), key  # drawn after the test
 
 
-def test_stretch_lr_drops_keeps_their_fraction_of_the_run():
-    stretch_lr_drops = _toy_demo().stretch_lr_drops
-    warmup = dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50)
-    schedulers = [dict(warmup), dict(type='MultiStepLR', milestones=[1000, 1100], gamma=0.1, by_epoch=False, end=1200)]
-    stretch_lr_drops(schedulers, 1200, 2400)
-    assert schedulers == [warmup, dict(type='MultiStepLR', milestones=[2000, 2200], gamma=0.1, by_epoch=False,
-                                       end=2400)]
-    single = dict(type='MultiStepLR', milestones=[3], by_epoch=False, end=4)
-    stretch_lr_drops(single, 4, 8)  # a config's single scheduler (not a list)
-    assert single['milestones'] == [6] and single['end'] == 8
-
-
 def test_learning_curve_judges_the_targets_by_images_seen(tmp_path):
     learning_curve = _toy_demo().learning_curve
     history = [(300, 4.9, {'coco/bbox_mAP': 0.31, 'coco/bbox_mAP_50': 0.5}),
