@@ -32,9 +32,9 @@ else
 fi
 
 # 2. build tools and pure-Python dependencies.
-have setuptools ninja wheel numpy scipy pycocotools pytest pytest-randomly pytest-xdist "mmengine==0.10.7" || {
-  say "installing build tools, mmengine, scipy, pycocotools, pytest, pytest-randomly, pytest-xdist"
-  $PIP setuptools wheel ninja numpy scipy pycocotools pytest pytest-randomly pytest-xdist "mmengine==0.10.7"
+have setuptools ninja wheel numpy scipy pycocotools pytest pytest-randomly "mmengine==0.10.7" || {
+  say "installing build tools, mmengine, scipy, pycocotools, pytest, pytest-randomly"
+  $PIP setuptools wheel ninja numpy scipy pycocotools pytest pytest-randomly "mmengine==0.10.7"
 }
 
 # 3. mmcv 2.1.0 with its compiled ops: the wheel in ../shared/wheels when it fits this torch, else the source build.
