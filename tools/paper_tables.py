@@ -1,6 +1,6 @@
 """The paper's training claims in miniature on the toy data: runs the runs, then writes the page (docs/paper_training.md).
 
-    python tools/paper_tables.py [--work-dir work_dirs/paper_tables] [--out docs/paper_training.md] [--images 4800]
+    python tools/paper_tables.py [--work-dir work_dirs/paper_tables] [--out docs/paper_training.md] [--images 1200]
                                  [--detr-images N] [--val-every 1200] [--seeds 0 1] [--only MODEL ...] [--no-train]
                                  [--quick]
 
@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='root of the runs\' work dirs (default: work_dirs/paper_tables, '
                         'work_dirs/paper_tables_quick with --quick)')
     parser.add_argument('--out', help='the page (default: docs/paper_training.md; with --quick, in the work dir)')
-    parser.add_argument('--images', type=int, help='training images per Deformable DETR run (default 4800)')
+    parser.add_argument('--images', type=int, help='training images per Deformable DETR run (default 1200)')
     parser.add_argument('--detr-images', type=int, help='training images per DETR run (default 10x --images)')
     parser.add_argument('--val-every', type=int, help='training images between validations (default 1200)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1], help='seeds of every model (default 0 1)')
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--no-train', action='store_true', help='train nothing, only write the page')
     parser.add_argument('--quick', action='store_true', help='tiny data and budgets (what the tests run)')
     args = parser.parse_args(argv)
-    defaults = QUICK_BUDGET if args.quick else dict(images=4800, val_every=1200)
+    defaults = QUICK_BUDGET if args.quick else dict(images=1200, val_every=1200)
     args.images = defaults['images'] if args.images is None else args.images
     if args.detr_images is None:
         args.detr_images = defaults.get('detr_images', 10 * args.images)

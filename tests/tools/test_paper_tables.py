@@ -77,12 +77,12 @@ def _paper_tables():
 
 
 def test_budget_defaults(capsys):
-    """docs/paper.md: 4,800 images per Deformable DETR run, DETR 10x --images, a validation every 1,200, seeds 0 and 1,
+    """docs/paper.md: 1,200 images per Deformable DETR run, DETR 10x --images, a validation every 1,200, seeds 0 and 1,
     into work_dirs/paper_tables and docs/paper_training.md; --quick's budgets, in work_dirs/paper_tables_quick with
     the page there. Bad budgets stop the tool naming the option."""
     parse_args = _paper_tables().parse_args
     args = parse_args([])
-    assert (args.images, args.detr_images, args.val_every, args.seeds) == (4800, 48000, 1200, [0, 1])
+    assert (args.images, args.detr_images, args.val_every, args.seeds) == (1200, 12000, 1200, [0, 1])
     assert (args.work_dir, args.out, args.png) == ('work_dirs/paper_tables', 'docs/paper_training.md',
                                                    'docs/paper_training_curves.png')
     assert parse_args(['--images', '2400']).detr_images == 24000
