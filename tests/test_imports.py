@@ -1,11 +1,13 @@
-"""Importing mmddetr.ops needs torch alone; importing mmddetr has no side effect."""
+"""Importing mmddetr.ops and the converters (mmddetr.convert.hf, official, common) needs torch alone; importing mmddetr
+has no side effect."""
 import subprocess
 import sys
 
 import pytest
 
 
-@pytest.mark.parametrize('module', ['mmddetr', 'mmddetr.ops'])
+@pytest.mark.parametrize('module', ['mmddetr', 'mmddetr.ops', 'mmddetr.convert.hf', 'mmddetr.convert.official',
+                                    'mmddetr.convert.common'])
 def test_import_loads_no_openmmlab_package_and_changes_nothing(module):
     code = ('import sys, torch\n'
             'before = set(map(repr, torch.serialization.get_safe_globals()))\n'

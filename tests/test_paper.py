@@ -4,13 +4,14 @@ may write. Runs are written here as the tool leaves them (run.json, result.json,
 itself runs in tests/tools/test_paper_tables.py."""
 import json
 import os
+import re
 
 import pytest
 import torch
 
-from mmddetr.paper import (DETR, HIGHER, MARKER, MODELS, NOT_HIGHER, TABLE1, TABLE2, Budget, Results, cell,
-                           check_outputs, convergence, judge, planned_runs, quick_options, read_run, run_dir,
-                           write_page)
+from mmddetr.paper import (DETR, HIGHER, MARKER, MODELS, NOT_HIGHER, TABLE1, TABLE1_CLAIMS, TABLE2, TABLE2_CLAIMS,
+                           Budget, Results, cell, check_outputs, convergence, judge, planned_runs, quick_options,
+                           read_run, run_dir, write_page)
 
 BUDGET = Budget(images=2400, detr_images=24000, val_every=1200, seeds=(0, 1))
 
@@ -112,6 +113,11 @@ def test_the_page_holds_both_tables_the_verdicts_and_every_run(runs, tmp_path):
             '(0.040-0.060): **agrees**') in page
     assert 'large objects: DETR\'s final APl above Deformable DETR\'s' in page and '**not measured yet**' in page
     assert 'an FPN adds nothing (paper: 43.8 with and without); here multi-scale + FPN after 2,400 images: -' in page
+    verdict = r': \*\*(agrees|disagrees: (lower|higher)|undecided: [^*]+|not measured yet)( \([^*]+\))?\*\*'
+    for claim in TABLE1_CLAIMS + TABLE2_CLAIMS:  # each claim on a line of its own, its verdict at the end
+        lines = re.findall(rf'^- {re.escape(claim.text)} \(paper: {re.escape(claim.paper)}\); here .*{verdict}$', page,
+                           re.MULTILINE)
+        assert len(lines) == 1, claim.text
     table2 = page.split('## Table 2')[1].split('## Runs')[0]
     assert table2.count('| not run | - |') == 3 and table2.count('a new code path) |') == 2  # not expressible
     assert '| yes | yes | 4 | BiFPN | 43.9 | 25.6 | 47.4 | 57.7 | not run | - | - | - | - | - | - | ' \

@@ -311,3 +311,33 @@ def test_clear_errors_and_nothing_written(converted, tmp_path):
             str(c.root / 'ours.py')], f'{c.root / "back"} exists; choose a new path (nothing is overwritten)')
     assert {p.name: p.read_bytes() for p in (c.root / 'back').iterdir()} == before
     _fails(['--from', 'hf', '--to', 'hf', str(hf), str(tmp_path / 'back')], 'expected one of')
+
+
+def test_the_written_directory_must_load_in_transformers_with_nothing_missing_unexpected_or_reshaped(tmp_path):
+    """write_hf_dir (the end of ``--to hf``) stops, leaving no directory, unless transformers loads what it wrote
+    cleanly: on a tiny model's own files (tiny ResNet, 32 channels) with a weight added, left out or reshaped."""
+    from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection, ResNetConfig
+
+    from mmddetr.convert.hf import HFCheckpointError, write_hf_dir
+    backbone = ResNetConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64], embedding_size=8,
+                            out_features=['stage2', 'stage3', 'stage4'])
+    DeformableDetrForObjectDetection(DeformableDetrConfig(
+        backbone_config=backbone, d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=4,
+        id2label={'0': 'a', '1': 'b'})).save_pretrained(tmp_path / 'tiny')
+    with open(tmp_path / 'tiny' / 'config.json') as f:
+        config = json.load(f)
+    state_dict = load_file(str(tmp_path / 'tiny' / 'model.safetensors'))
+    out = tmp_path / 'out'
+    for bad, problem in ((dict(state_dict, **{'model.extra': torch.zeros(2)}), "'unexpected_keys': ['model.extra']"),
+                         ({k: v for k, v in state_dict.items() if k != 'model.level_embed'},
+                          "'missing_keys': ['model.level_embed']"),
+                         (dict(state_dict, **{'model.level_embed': torch.zeros(4, 16)}),
+                          "'mismatched_keys': [('model.level_embed', torch.Size([4, 16]), torch.Size([4, 32]))]")):
+        with pytest.raises(HFCheckpointError, match='transformers does not load the converted checkpoint cleanly: ') \
+                as error:
+            write_hf_dir(str(out), config, bad)
+        assert problem in str(error.value)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ['tiny']  # no directory, no partial one
+    write_hf_dir(str(out), config, state_dict)  # its own files: written
+    assert sorted(p.name for p in out.iterdir()) == ['config.json', 'model.safetensors']

@@ -2,6 +2,7 @@
 width, outputs that the next run does not overwrite; a missing openvino is an ImportError saying how to install it.
 The exported detector in OpenVINO: tests/export/test_onnxruntime_detector.py (on the file it exports for ONNX Runtime
 too)."""
+import os
 import sys
 
 import numpy as np
@@ -43,6 +44,7 @@ def test_compiled_model_runs_float32_at_openvinos_default_threads(outputs_model)
     assert compiled.get_property(props.hint.inference_precision) == openvino.Type.f32
     assert compiled.get_property(props.inference_num_threads) == default.get_property(props.inference_num_threads)
     assert compile_model(outputs_model, threads=1).get_property(props.inference_num_threads) == 1
+    assert os.listdir(os.path.dirname(outputs_model)) == ['outputs.onnx']  # read as it is: no IR (.xml/.bin) written
     if default.get_property(props.hint.inference_precision) == openvino.Type.bf16:  # OpenVINO's default on this CPU
         images = torch.randn(2, 3, 70, 90, generator=torch.Generator().manual_seed(0))
         products = (images @ images.transpose(2, 3)).numpy()

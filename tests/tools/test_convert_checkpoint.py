@@ -1,6 +1,7 @@
 """tools/convert_checkpoint.py as a user runs it: a Hugging Face model directory (transformers' model with random
 weights, fine-tuned-style classes: the toy dataset's) → one command → a checkpoint and config that tools/test.py and
-tools/infer.py take as they are; errors are one line."""
+tools/infer.py take as they are (and the commands printed to test, infer and fine-tune with them); errors are one
+line."""
 import json
 import os.path as osp
 
@@ -22,6 +23,7 @@ def test_hf_directory_to_test_and_infer(run_tool, toy_root, tmp_path):
     config = str(out)[:-len('.pth')] + '.py'
     assert f'python tools/test.py {config} {out}\n' in proc.stdout and "its classes are not COCO's" in proc.stdout
     assert f'python tools/infer.py {config} {out} IMAGES... --out-dir DIR\n' in proc.stdout
+    assert f'python tools/train.py {config} --cfg-options load_from={out}\n' in proc.stdout  # fine-tune
     text = open(config).read()
     assert 'deformable_detr_r50_refine.py' in text and repr(TOY_CLASSES) in text and 'num_classes=5' in text
     assert 'max_per_img=60' in text  # transformers' post-processing: the top 100, or all 12 queries x 5 classes
