@@ -1,5 +1,6 @@
 """Preparing a config for ``tools/train.py`` / ``tools/test.py``: ``--cfg-options`` and data checks, CPU distributed
 runs, AMP, config errors that say where they are, and the one place where the tools turn errors into one line."""
+import ast
 import atexit
 import contextlib
 import difflib
@@ -38,14 +39,27 @@ def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optio
                 launcher: str = 'none') -> Config:
     """A config as mmdet's tools load it: ``--cfg-options`` checked (:func:`check_cfg_options`) and merged, work dir
     from the command line, the config or ``work_dirs/<config name>``, and the launcher set up (see
-    :func:`setup_launcher`)."""
-    cfg = Config.fromfile(config)
+    :func:`setup_launcher`). A Python syntax error in the file or its ``_base_`` files is a :class:`ConfigError`."""
+    try:
+        cfg = Config.fromfile(config)
+    except SyntaxError as e:  # mmengine's message gives the line but not the file
+        with open(config, encoding='utf-8') as f:
+            where = f'config {config}' if _has_syntax_error(f.read()) else f'a _base_ file of config {config}'
+        raise ConfigError(f'{where}: {e}') from e
     if cfg_options:
         check_cfg_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
     setup_launcher(cfg, launcher)
     return cfg
+
+
+def _has_syntax_error(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except SyntaxError:
+        return True
+    return False
 
 
 def check_cfg_options(cfg: Config, options: dict) -> None:

@@ -35,6 +35,19 @@ def test_misspelt_type_stops_with_key_registries_and_close_names(run_tool, toy_o
     assert 'Traceback' not in proc.stderr
 
 
+def test_syntax_error_in_a_config_or_its_base_is_named_in_one_line(tmp_path):
+    base = tmp_path / 'base.py'
+    base.write_text('model = dict(type="DeformableDETR"\n')
+    mine = tmp_path / 'mine.py'
+    mine.write_text(f'_base_ = [{str(base)!r}]\n')
+    for config, where in ((base, f'config {base}'), (mine, f'a _base_ file of config {mine}')):
+        with pytest.raises(SystemExit) as exit_:
+            train.main([str(config), '--work-dir', str(tmp_path / 'work')])
+        message = exit_.value.code
+        assert message == f"error: {where}: '(' was never closed (<unknown>, line 1)", message
+        assert len(message.splitlines()) == 1 and not (tmp_path / 'work').exists()
+
+
 def test_misspelt_metric_built_when_training_starts_is_named(toy_options, tmp_path):
     # the validation loop, and its metric, are built by runner.train(), after the model and the data
     with pytest.raises(SystemExit) as exit_:
