@@ -40,9 +40,11 @@ def test_syntax_error_in_a_config_or_its_base_is_named_in_one_line(tmp_path):
     base.write_text('model = dict(type="DeformableDETR"\n')
     mine = tmp_path / 'mine.py'
     mine.write_text(f'_base_ = [{str(base)!r}]\n')
-    for config, where in ((base, f'config {base}'), (mine, f'a _base_ file of config {mine}')):
+    runs = ((train.main, base, f'config {base}'), (train.main, mine, f'a _base_ file of config {mine}'),
+            (lambda args: _test_tool().main(args + ['any.pth']), mine, f'a _base_ file of config {mine}'))
+    for main, config, where in runs:
         with pytest.raises(SystemExit) as exit_:
-            train.main([str(config), '--work-dir', str(tmp_path / 'work')])
+            main([str(config), '--work-dir', str(tmp_path / 'work')])
         message = exit_.value.code
         assert message == f"error: {where}: '(' was never closed (<unknown>, line 1)", message
         assert len(message.splitlines()) == 1 and not (tmp_path / 'work').exists()
@@ -215,11 +217,17 @@ def test_train_stops_with_one_line_on_what_a_new_user_gets_wrong(toy_options, my
     assert exit_.value.code == f"error: [Errno 2] No such file or directory: '{tmp_path}/my_config.py'"
 
 
-def test_test_py_stops_with_one_line_on_a_broken_test_set(toy_options, my_coco, tmp_path):
-    root, mine = my_coco
+def _test_tool():
+    """tools/test.py as a module (its name would shadow pytest's test modules)."""
     spec = importlib.util.spec_from_file_location('test_tool', osp.join(osp.dirname(train.__file__), 'test.py'))
     test_tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(test_tool)
+    return test_tool
+
+
+def test_test_py_stops_with_one_line_on_a_broken_test_set(toy_options, my_coco, tmp_path):
+    root, mine = my_coco
+    test_tool = _test_tool()
     _append(f'{root}annotations/instances_val.json', ',')
     with pytest.raises(SystemExit) as exit_:  # the test set is built before the checkpoint is read
         test_tool.main([TOY, str(tmp_path / 'any.pth'), '--work-dir', str(tmp_path), '--cfg-options', *toy_options,
