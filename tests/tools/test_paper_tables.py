@@ -98,3 +98,21 @@ def test_budget_defaults(capsys):
         with pytest.raises(SystemExit):
             parse_args(bad)
         assert message in capsys.readouterr().err
+
+
+def test_the_committed_page_is_the_tools_at_its_defaults():
+    """docs/paper.md: docs/paper_training.md (and its PNG) is the page the tool wrote at its defaults, with every run of
+    every model and seed finished."""
+    from mmddetr.paper import MODELS, Budget, planned_runs
+    args = _paper_tables().parse_args([])
+    with open(args.out) as f:
+        page = f.read()
+    assert page.startswith(MARKER + '\n') and os.path.isfile(args.png)
+    assert (f'Asked: {args.images:,} training images per Deformable DETR run, {args.detr_images:,} per DETR run, '
+            f'seeds {", ".join(map(str, args.seeds))}.') in page
+    budget = Budget(args.images, args.detr_images, args.val_every, tuple(args.seeds))
+    runs = planned_runs(list(MODELS), budget)
+    assert len(runs) == 16
+    for model, seed, images in runs:
+        row = next(line for line in page.splitlines() if line.startswith(f'| {model.key}, seed {seed} |'))
+        assert f'| {images:,} of {images:,} |' in row and '| not yet |' not in row, row
